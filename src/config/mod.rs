@@ -1,0 +1,431 @@
+//! Server configuration: embedded defaults, then a TOML file, then `MM_*` environment
+//! variables, then [`Config::validate`]. Owns key names and their checks; it does not
+//! open sockets or start anything.
+//!
+//! Key names follow the original multiparty-meeting where one exists (`listeningPort`,
+//! `rtcMinPort`, `announcedIp`, ...). Every key is documented in
+//! `config/config.example.toml`.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override file keys:
+/// `MM_LISTENING_PORT=3443` sets `listeningPort`, `MM_TLS__CERT` sets `tls.cert`.
+pub const ENV_PREFIX: &str = "MM_";
+
+/// Everything the server can be told at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket listener binds.
+    pub listening_host: String,
+    /// Port of the HTTP/WebSocket listener (0 = any free port, for tests).
+    pub listening_port: u16,
+    /// Plain HTTP (TLS terminated elsewhere, or local development).
+    pub http_only: bool,
+    /// Address the media (UDP) sockets bind.
+    pub rtc_listen_ip: String,
+    /// Lowest UDP port the media workers may bind.
+    pub rtc_min_port: u16,
+    /// Highest UDP port the media workers may bind.
+    pub rtc_max_port: u16,
+    /// Address announced to browsers in ICE candidates; unset = 127.0.0.1 (this machine only).
+    pub announced_ip: Option<String>,
+    /// Media worker threads; 0 = one per CPU core.
+    pub num_workers: usize,
+    /// Peers allowed in one room; 0 = no limit.
+    pub max_users_per_room: usize,
+    /// Milliseconds an empty room waits for someone to come back before it closes.
+    pub empty_room_close_delay: u64,
+    /// Milliseconds between WebSocket pings to a client.
+    pub heartbeat_interval: u64,
+    /// Milliseconds of silence after which a client is considered gone.
+    pub heartbeat_timeout: u64,
+    /// Milliseconds the signaling layer waits for the media layer to answer a request.
+    pub request_timeout: u64,
+    /// Bits per second a new subscriber connection starts with before its estimate arrives.
+    pub initial_available_outgoing_bitrate: u64,
+    /// Name of this instance in logs and `/health`; unset = random at start.
+    pub node_id: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listening_host: "0.0.0.0".into(),
+            listening_port: 3000,
+            http_only: true,
+            rtc_listen_ip: "0.0.0.0".into(),
+            rtc_min_port: 40000,
+            rtc_max_port: 49999,
+            announced_ip: None,
+            num_workers: 0,
+            max_users_per_room: 0,
+            empty_room_close_delay: 5_000,
+            heartbeat_interval: 10_000,
+            heartbeat_timeout: 30_000,
+            request_timeout: 20_000,
+            initial_available_outgoing_bitrate: 1_000_000,
+            node_id: None,
+        }
+    }
+}
+
+/// Why the configuration cannot be used; start-up stops with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path as given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file, or the merged file and environment, is not valid for [`Config`].
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the bad input came from (file name or environment).
+        origin: String,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A key has a value that parses but cannot work.
+    #[error("config key `{key}`: {problem}. Fix: {fix}")]
+    Invalid {
+        /// The camelCase key name.
+        key: &'static str,
+        /// What is wrong with the value.
+        problem: String,
+        /// What to set instead.
+        fix: &'static str,
+    },
+}
+
+impl Config {
+    /// Defaults, then `file` (when given), then `MM_*` variables from `env`, validated.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        let mut origin = String::from("defaults");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                origin: format!("config file {}", path.display()),
+                message: e.to_string(),
+            })?;
+            origin = format!("config file {}", path.display());
+        }
+        let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse {
+            origin: "defaults".into(),
+            message: e.to_string(),
+        })?;
+        let mut from_env = Vec::new();
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(screaming_to_camel).collect();
+            let value = typed_env_value(defaults_lookup(&defaults, &path), &raw);
+            insert_path(&mut table, &path, value);
+            from_env.push(name);
+        }
+        if !from_env.is_empty() {
+            origin = format!("{origin} with environment {}", from_env.join(", "));
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin,
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for tests: loopback only, any free HTTP port, media announced on
+    /// 127.0.0.1, one media worker, short delays.
+    pub fn for_tests() -> Config {
+        Config {
+            listening_host: "127.0.0.1".into(),
+            listening_port: 0,
+            rtc_listen_ip: "127.0.0.1".into(),
+            announced_ip: Some("127.0.0.1".into()),
+            num_workers: 1,
+            empty_room_close_delay: 500,
+            ..Config::default()
+        }
+    }
+
+    /// Checks values that parse but cannot work, naming the key and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listening_host.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "listeningHost",
+                problem: format!("'{}' is not an IP address", self.listening_host),
+                fix: "use an address such as 0.0.0.0, 127.0.0.1 or ::",
+            });
+        }
+        if self.rtc_listen_ip.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "rtcListenIp",
+                problem: format!("'{}' is not an IP address", self.rtc_listen_ip),
+                fix: "use an address such as 0.0.0.0 or the server's own address",
+            });
+        }
+        if let Some(ip) = &self.announced_ip {
+            match ip.parse::<IpAddr>() {
+                Ok(a) if a.is_unspecified() => {
+                    return Err(ConfigError::Invalid {
+                        key: "announcedIp",
+                        problem: format!("'{ip}' cannot be reached by browsers"),
+                        fix: "set the public (or LAN) address browsers use to reach this server",
+                    })
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(ConfigError::Invalid {
+                        key: "announcedIp",
+                        problem: format!("'{ip}' is not an IP address"),
+                        fix: "set the public (or LAN) IP address browsers use to reach this server",
+                    })
+                }
+            }
+        }
+        if self.rtc_min_port == 0 || self.rtc_min_port > self.rtc_max_port {
+            return Err(ConfigError::Invalid {
+                key: "rtcMinPort",
+                problem: format!(
+                    "the range {}-{} is empty",
+                    self.rtc_min_port, self.rtc_max_port
+                ),
+                fix: "set rtcMinPort between 1 and rtcMaxPort (default 40000-49999)",
+            });
+        }
+        let range = usize::from(self.rtc_max_port - self.rtc_min_port) + 1;
+        if range < self.workers() {
+            return Err(ConfigError::Invalid {
+                key: "rtcMaxPort",
+                problem: format!(
+                    "{range} port(s) for {} media workers; each worker needs its own port",
+                    self.workers()
+                ),
+                fix: "widen rtcMinPort-rtcMaxPort or lower numWorkers",
+            });
+        }
+        if self.heartbeat_interval == 0 || self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(ConfigError::Invalid {
+                key: "heartbeatTimeout",
+                problem: format!(
+                    "heartbeatTimeout {} ms must be longer than heartbeatInterval {} ms (> 0)",
+                    self.heartbeat_timeout, self.heartbeat_interval
+                ),
+                fix: "keep the defaults (10000 and 30000) or set the timeout to about 3 intervals",
+            });
+        }
+        if self.request_timeout == 0 {
+            return Err(ConfigError::Invalid {
+                key: "requestTimeout",
+                problem: "0 ms would fail every request".into(),
+                fix: "use the default 20000",
+            });
+        }
+        if self.initial_available_outgoing_bitrate < 30_000 {
+            return Err(ConfigError::Invalid {
+                key: "initialAvailableOutgoingBitrate",
+                problem: format!("{} bps is too low for any video", self.initial_available_outgoing_bitrate),
+                fix: "use at least 100000 (default 1000000)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of media worker threads to start.
+    pub fn workers(&self) -> usize {
+        if self.num_workers == 0 {
+            num_cpus::get().max(1)
+        } else {
+            self.num_workers
+        }
+    }
+
+    /// The IP address put into ICE candidates.
+    pub fn announced_ip(&self) -> IpAddr {
+        self.announced_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// `emptyRoomCloseDelay` as a duration.
+    pub fn empty_room_close_delay(&self) -> Duration {
+        Duration::from_millis(self.empty_room_close_delay)
+    }
+
+    /// `heartbeatInterval` as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval)
+    }
+
+    /// `heartbeatTimeout` as a duration.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout)
+    }
+
+    /// `requestTimeout` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout)
+    }
+}
+
+/// `LISTENING_PORT` -> `listeningPort`.
+fn screaming_to_camel(s: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in s.split('_').filter(|w| !w.is_empty()).enumerate() {
+        let lower = word.to_ascii_lowercase();
+        if i == 0 {
+            out.push_str(&lower);
+        } else {
+            let mut chars = lower.chars();
+            if let Some(first) = chars.next() {
+                out.push(first.to_ascii_uppercase());
+                out.extend(chars);
+            }
+        }
+    }
+    out
+}
+
+fn defaults_lookup<'a>(defaults: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut table = defaults;
+    for p in parents {
+        table = table.get(p)?.as_table()?;
+    }
+    table.get(last)
+}
+
+/// Parses an environment value with the type of the key's default; keys without a default
+/// (the optional ones, all strings) take the text as it is.
+fn typed_env_value(default: Option<&toml::Value>, raw: &str) -> toml::Value {
+    match default {
+        Some(toml::Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
+        Some(toml::Value::Boolean(_)) => raw
+            .trim()
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
+        Some(toml::Value::Array(_)) => raw
+            .split(',')
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| toml::Value::String(s.to_string()))
+            .collect::<Vec<_>>()
+            .into(),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        // Invariant: the entry was made a table just above.
+        t = entry.as_table_mut().expect("entry is a table");
+    }
+    t.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.listening_port, 3000);
+        assert_eq!((c.rtc_min_port, c.rtc_max_port), (40000, 49999));
+        assert!(c.http_only);
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let mut f = tempfile();
+        writeln!(f.1, "listeningPort = 3443\nannouncedIp = \"192.0.2.10\"\nmaxUsersPerRoom = 8").unwrap();
+        let c = Config::load(
+            Some(&f.0),
+            env(&[("MM_LISTENING_PORT", "4000"), ("MM_NODE_ID", "7"), ("OTHER", "x")]),
+        )
+        .expect("config loads");
+        assert_eq!(c.listening_port, 4000);
+        assert_eq!(c.announced_ip.as_deref(), Some("192.0.2.10"));
+        assert_eq!(c.max_users_per_room, 8);
+        assert_eq!(c.node_id.as_deref(), Some("7"));
+        let _ = std::fs::remove_file(&f.0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let mut f = tempfile();
+        writeln!(f.1, "listeningPrt = 3443").unwrap();
+        let err = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("listeningPrt"), "{err}");
+
+        let err = Config::load(None, env(&[("MM_RTC_MIN_PORT", "50000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rtcMinPort") && err.contains("Fix"), "{err}");
+
+        let err = Config::load(None, env(&[("MM_ANNOUNCED_IP", "not-an-ip")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("announcedIp"), "{err}");
+
+        let err = Config::load(None, env(&[("MM_LISTENING_PORT", "eighty")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listeningPort"), "{err}");
+        let _ = std::fs::remove_file(&f.0);
+    }
+
+    #[test]
+    fn env_names_map_to_camel_case_keys() {
+        assert_eq!(screaming_to_camel("MAX_USERS_PER_ROOM"), "maxUsersPerRoom");
+        assert_eq!(screaming_to_camel("HTTP_ONLY"), "httpOnly");
+    }
+
+    fn tempfile() -> (std::path::PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!("mm-config-{}.toml", rand::random::<u64>()));
+        let file = std::fs::File::create(&path).expect("temp file");
+        (path, file)
+    }
+}

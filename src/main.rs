@@ -1,0 +1,79 @@
+//! The `multiparty-meeting` binary: parse flags, load the configuration, set up logging, run
+//! until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use multiparty_meeting::{server, Config};
+use tracing::{info, warn};
+
+/// Self-hosted multi-party video meetings.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (see config/config.example.toml); MM_* variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,str0m=warn".into()),
+        )
+        .init();
+    let config = Config::load(args.config.as_deref(), std::env::vars())
+        .context("configuration refused")?;
+    if config.announced_ip.is_none() {
+        warn!(
+            "announcedIp is not set: media is announced on 127.0.0.1, so only browsers on this \
+             machine can connect. Set announcedIp (or MM_ANNOUNCED_IP) to this server's public \
+             or LAN address for remote participants."
+        );
+    }
+    let running = server::start(config.clone()).await?;
+    let host = match config.listening_host.as_str() {
+        "0.0.0.0" | "::" => "localhost".to_string(),
+        h => h.to_string(),
+    };
+    let scheme = if config.http_only { "http" } else { "https" };
+    info!(
+        "meetings at {scheme}://{host}:{}/<room>  (media on UDP {:?})",
+        running.http_addr.port(),
+        running.media_addrs
+    );
+    println!(
+        "multiparty-meeting is up: open {scheme}://{host}:{}/my-room",
+        running.http_addr.port()
+    );
+    shutdown_signal().await;
+    info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,14 @@
+//! The control plane of meetings: a [`RegistryActor`] that opens and closes rooms, a
+//! [`RoomActor`] per meeting that owns membership and publish/subscribe bookkeeping, and a
+//! [`PeerActor`] per participant that speaks the signaling protocol. Media packets never
+//! pass through here; rooms command the media workers of [`crate::sfu`].
+
+pub mod messages;
+pub mod peer;
+pub mod registry;
+#[allow(clippy::module_inception)]
+pub mod room;
+
+pub use peer::{ClientText, ConnectionClosed, Evict, Heard, Heartbeat, Outbound, PeerActor};
+pub use registry::RegistryActor;
+pub use room::{RoomActor, RoomSettings};

@@ -1,0 +1,654 @@
+//! [`PeerActor`]: one participant's connection. Turns parsed client requests into room and
+//! media-worker commands, turns room and media events into notifications, keeps the
+//! heartbeat, and on every exit path (leave request, socket closed or failed, heartbeat
+//! timeout) leaves the room in `stopped()`. It owns no socket: frames come in as
+//! [`ClientText`] and go out through an [`Outbound`] channel that the WebSocket edge drains.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, info};
+
+use super::messages::*;
+use super::RoomActor;
+use crate::ids::{PeerId, ProducerId, RoomId};
+use crate::model::ProducerInfo;
+use crate::signaling::protocol::{JoinRequest, PublishedTrack};
+use crate::signaling::{
+    parse_request, ClientRequest, ErrorCode, Notification, RequestId, ServerMessage, SignalError,
+    PROTOCOL_VERSION,
+};
+use crate::sfu::messages::NewProducer;
+use crate::sfu::{MediaError, MediaEvent, WorkerCommand, WorkerHandle};
+
+/// Longest accepted display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 64;
+
+/// What the WebSocket edge must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send a text frame.
+    Text(String),
+    /// Send a ping frame.
+    Ping,
+    /// Close the socket with this reason.
+    Close(String),
+}
+
+/// A text frame from the client.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ClientText(pub String);
+
+/// The client showed a sign of life (pong or any frame).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Heard;
+
+/// How the connection ended, as seen by the WebSocket edge.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub enum ConnectionClosed {
+    /// The client closed the socket.
+    Closed,
+    /// The socket failed.
+    Error(String),
+}
+
+/// Ask the peer to reconnect elsewhere and close (server draining).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Evict {
+    /// Why, told to the client.
+    pub reason: String,
+}
+
+/// Why a peer actor stopped; logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ExitReason {
+    Running,
+    LeaveRequest,
+    SocketClosed,
+    SocketError(String),
+    HeartbeatTimeout,
+    Evicted(String),
+}
+
+/// Timing of the heartbeat.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// Time between pings.
+    pub interval: Duration,
+    /// Silence after which the peer is gone.
+    pub timeout: Duration,
+}
+
+enum State {
+    Connected,
+    Joining,
+    Joined {
+        room: Addr<RoomActor>,
+        worker: WorkerHandle,
+    },
+}
+
+/// One participant.
+pub struct PeerActor {
+    id: PeerId,
+    room_id: RoomId,
+    /// Where rooms are found; held for the actor's life.
+    registry: Recipient<GetRoom>,
+    /// Frames to the WebSocket edge; closing it (dropping the actor) closes the socket.
+    out: UnboundedSender<Outbound>,
+    heartbeat: Heartbeat,
+    last_heard: Instant,
+    state: State,
+    /// Own producers by the mid of their send transceiver.
+    producers: HashMap<String, ProducerId>,
+    exit: ExitReason,
+}
+
+impl PeerActor {
+    /// A peer that will join `room_id` when the client asks.
+    pub fn new(
+        id: PeerId,
+        room_id: RoomId,
+        registry: Recipient<GetRoom>,
+        out: UnboundedSender<Outbound>,
+        heartbeat: Heartbeat,
+    ) -> Self {
+        Self {
+            id,
+            room_id,
+            registry,
+            out,
+            heartbeat,
+            last_heard: Instant::now(),
+            state: State::Connected,
+            producers: HashMap::new(),
+            exit: ExitReason::Running,
+        }
+    }
+
+    fn send(&self, msg: ServerMessage) {
+        let _ = self.out.send(Outbound::Text(msg.to_text()));
+    }
+
+    fn notify(&self, n: Notification) {
+        self.send(ServerMessage::Notification(n));
+    }
+
+    fn reply(&self, id: RequestId, result: Result<serde_json::Value, SignalError>) {
+        self.send(match result {
+            Ok(data) => ServerMessage::ok(id, data),
+            Err(e) => ServerMessage::error(Some(id), e),
+        });
+    }
+
+    fn joined(&self) -> Option<(Addr<RoomActor>, WorkerHandle)> {
+        match &self.state {
+            State::Joined { room, worker } => Some((room.clone(), worker.clone())),
+            _ => None,
+        }
+    }
+
+    fn on_request(&mut self, id: RequestId, req: ClientRequest, ctx: &mut Context<Self>) {
+        if let ClientRequest::Join(j) = req {
+            return self.join(id, j, ctx);
+        }
+        let Some((room, worker)) = self.joined() else {
+            return self.reply(
+                id,
+                Err(SignalError::new(ErrorCode::NotJoined, "send 'join' first")),
+            );
+        };
+        let peer = self.id.clone();
+        match req {
+            ClientRequest::Join(_) => {}
+            ClientRequest::Publish { sdp, producers } => {
+                self.publish(id, sdp, producers, room, worker, ctx)
+            }
+            ClientRequest::RecvAnswer { sdp } => {
+                let fut = async move {
+                    worker
+                        .request(|reply| WorkerCommand::RecvAnswer {
+                            peer,
+                            answer: sdp,
+                            reply,
+                        })
+                        .await
+                        .map(|_| json!({}))
+                        .map_err(media_error)
+                };
+                self.respond_later(id, fut, ctx);
+            }
+            ClientRequest::PauseProducer { producer_id } => {
+                self.set_paused(id, producer_id, true, room, ctx)
+            }
+            ClientRequest::ResumeProducer { producer_id } => {
+                self.set_paused(id, producer_id, false, room, ctx)
+            }
+            ClientRequest::CloseProducer { producer_id } => {
+                self.producers.retain(|_, p| *p != producer_id);
+                let fut = async move {
+                    room.send(CloseProducer {
+                        peer,
+                        producer: producer_id,
+                    })
+                    .await
+                    .map_err(mailbox_error)?
+                    .map(|_| json!({}))
+                    .map_err(room_error)
+                };
+                self.respond_later(id, fut, ctx);
+            }
+            ClientRequest::SetConsumerPreferences {
+                consumer_id,
+                width,
+                height,
+            } => {
+                let fut = async move {
+                    worker
+                        .request(|reply| WorkerCommand::SetConsumerPreferences {
+                            peer,
+                            consumer: consumer_id,
+                            width,
+                            height,
+                            reply,
+                        })
+                        .await
+                        .map(|_| json!({}))
+                        .map_err(media_error)
+                };
+                self.respond_later(id, fut, ctx);
+            }
+            ClientRequest::RequestKeyFrame { consumer_id } => {
+                let fut = async move {
+                    worker
+                        .request(|reply| WorkerCommand::RequestKeyFrame {
+                            peer,
+                            consumer: consumer_id,
+                            reply,
+                        })
+                        .await
+                        .map(|_| json!({}))
+                        .map_err(media_error)
+                };
+                self.respond_later(id, fut, ctx);
+            }
+            ClientRequest::ChangeDisplayName { display_name } => {
+                let display_name = match valid_display_name(&display_name) {
+                    Ok(n) => n,
+                    Err(e) => return self.reply(id, Err(e)),
+                };
+                let fut = async move {
+                    room.send(ChangeDisplayName { peer, display_name })
+                        .await
+                        .map_err(mailbox_error)?
+                        .map(|_| json!({}))
+                        .map_err(room_error)
+                };
+                self.respond_later(id, fut, ctx);
+            }
+            ClientRequest::Leave {} => {
+                self.reply(id, Ok(json!({})));
+                self.exit = ExitReason::LeaveRequest;
+                ctx.stop();
+            }
+        }
+    }
+
+    /// Runs `fut` with the actor paused (requests are answered in order) and replies.
+    fn respond_later(
+        &mut self,
+        id: RequestId,
+        fut: impl std::future::Future<Output = Result<serde_json::Value, SignalError>> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        ctx.wait(fut.into_actor(self).map(move |result, act, _| act.reply(id, result)));
+    }
+
+    fn join(&mut self, id: RequestId, j: JoinRequest, ctx: &mut Context<Self>) {
+        if !matches!(self.state, State::Connected) {
+            return self.reply(
+                id,
+                Err(SignalError::new(ErrorCode::AlreadyJoined, "already joined")),
+            );
+        }
+        if j.protocol_version != PROTOCOL_VERSION {
+            return self.reply(
+                id,
+                Err(SignalError::new(
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "this server speaks protocol version {PROTOCOL_VERSION}, not {}",
+                        j.protocol_version
+                    ),
+                )),
+            );
+        }
+        let display_name = match valid_display_name(&j.display_name) {
+            Ok(n) => n,
+            Err(e) => return self.reply(id, Err(e)),
+        };
+        self.state = State::Joining;
+        let registry = self.registry.clone();
+        let room_id = self.room_id.clone();
+        let join = Join {
+            peer: self.id.clone(),
+            display_name,
+            events: ctx.address().recipient(),
+            media_events: ctx.address().recipient(),
+        };
+        let fut = async move {
+            // A room that just closed may refuse once; the registry then opens a new one.
+            let mut last = None;
+            for _ in 0..3 {
+                let room = registry
+                    .send(GetRoom {
+                        room: room_id.clone(),
+                    })
+                    .await
+                    .map_err(mailbox_error)?
+                    .map_err(join_error)?;
+                let attempt = Join {
+                    peer: join.peer.clone(),
+                    display_name: join.display_name.clone(),
+                    events: join.events.clone(),
+                    media_events: join.media_events.clone(),
+                };
+                match room.send(attempt).await {
+                    Ok(result) => return result.map(|j| (room, j)).map_err(join_error),
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(mailbox_error(last.unwrap_or(MailboxError::Closed)))
+        };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok((room, joined)) => {
+                act.state = State::Joined {
+                    room,
+                    worker: joined.worker,
+                };
+                info!(room = %act.room_id, peer = %act.id, "joined");
+                act.reply(
+                    id,
+                    Ok(json!({
+                        "peerId": act.id,
+                        "roomId": act.room_id,
+                        "peers": joined.peers,
+                        "iceServers": [],
+                    })),
+                );
+            }
+            Err(e) => {
+                act.state = State::Connected;
+                act.reply(id, Err(e));
+                let _ = ctx;
+            }
+        }));
+    }
+
+    fn publish(
+        &mut self,
+        id: RequestId,
+        sdp: String,
+        tracks: Vec<PublishedTrack>,
+        room: Addr<RoomActor>,
+        worker: WorkerHandle,
+        ctx: &mut Context<Self>,
+    ) {
+        let peer = self.id.clone();
+        let mut replaced = Vec::new();
+        let mut new = Vec::new();
+        for t in &tracks {
+            if t.source.kind() != t.kind {
+                return self.reply(
+                    id,
+                    Err(SignalError::new(
+                        ErrorCode::BadRequest,
+                        format!("source {:?} cannot be {:?}", t.source, t.kind),
+                    )),
+                );
+            }
+            if let Some(old) = self.producers.remove(&t.mid) {
+                replaced.push(old);
+            }
+            new.push(NewProducer {
+                id: ProducerId::random(),
+                mid: t.mid.clone(),
+                kind: t.kind,
+                source: t.source,
+            });
+        }
+        let fut = {
+            let new = new.clone();
+            let peer = peer.clone();
+            let room = room.clone();
+            async move {
+                for producer in replaced {
+                    let _ = room
+                        .send(CloseProducer {
+                            peer: peer.clone(),
+                            producer,
+                        })
+                        .await;
+                }
+                worker
+                    .request(|reply| WorkerCommand::Publish {
+                        peer,
+                        offer: sdp,
+                        producers: new,
+                        reply,
+                    })
+                    .await
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(move |result, act, _| {
+            let answer = match result {
+                Ok(answer) => answer,
+                Err(e) => return act.reply(id, Err(media_error(e))),
+            };
+            let infos: Vec<ProducerInfo> = new
+                .iter()
+                .map(|p| ProducerInfo {
+                    id: p.id.clone(),
+                    peer_id: peer.clone(),
+                    kind: p.kind,
+                    source: p.source,
+                    paused: false,
+                })
+                .collect();
+            for p in &new {
+                act.producers.insert(p.mid.clone(), p.id.clone());
+            }
+            room.do_send(AddProducers {
+                peer: peer.clone(),
+                producers: infos,
+            });
+            let ids: Vec<_> = new
+                .iter()
+                .map(|p| json!({"mid": p.mid, "id": p.id}))
+                .collect();
+            act.reply(id, Ok(json!({"sdp": answer, "producers": ids})));
+        }));
+    }
+
+    fn set_paused(
+        &mut self,
+        id: RequestId,
+        producer: ProducerId,
+        paused: bool,
+        room: Addr<RoomActor>,
+        ctx: &mut Context<Self>,
+    ) {
+        let peer = self.id.clone();
+        let fut = async move {
+            room.send(SetProducerPaused {
+                peer,
+                producer,
+                paused,
+            })
+            .await
+            .map_err(mailbox_error)?
+            .map(|_| json!({}))
+            .map_err(room_error)
+        };
+        self.respond_later(id, fut, ctx);
+    }
+}
+
+fn valid_display_name(name: &str) -> Result<String, SignalError> {
+    let name = name.trim();
+    let count = name.chars().count();
+    if count == 0 || count > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+        return Err(SignalError::new(
+            ErrorCode::BadRequest,
+            format!("displayName must be 1 to {MAX_DISPLAY_NAME} printable characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn media_error(e: MediaError) -> SignalError {
+    let code = match &e {
+        MediaError::InvalidSdp(_) => ErrorCode::InvalidSdp,
+        MediaError::UnknownConsumer(_) => ErrorCode::NotFound,
+        MediaError::BadTrack(_) => ErrorCode::BadRequest,
+        MediaError::NoPendingOffer | MediaError::UnknownPeer(_) => ErrorCode::BadState,
+        MediaError::WorkerGone | MediaError::Timeout => ErrorCode::Internal,
+    };
+    SignalError::new(code, e.to_string())
+}
+
+fn room_error(e: RoomError) -> SignalError {
+    let code = match &e {
+        RoomError::NotInRoom => ErrorCode::NotJoined,
+        RoomError::UnknownProducer(_) => ErrorCode::NotFound,
+    };
+    SignalError::new(code, e.to_string())
+}
+
+fn join_error(e: JoinError) -> SignalError {
+    let code = match &e {
+        JoinError::RoomFull(_) => ErrorCode::RoomFull,
+        JoinError::AlreadyJoined => ErrorCode::AlreadyJoined,
+        JoinError::Closing => ErrorCode::RoomClosing,
+    };
+    SignalError::new(code, e.to_string())
+}
+
+fn mailbox_error(e: MailboxError) -> SignalError {
+    SignalError::new(ErrorCode::RoomClosing, format!("room unavailable: {e}"))
+}
+
+impl Actor for PeerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.notify(Notification::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+            peer_id: self.id.clone(),
+        });
+        ctx.run_interval(self.heartbeat.interval, |act, ctx| {
+            if act.last_heard.elapsed() > act.heartbeat.timeout {
+                act.exit = ExitReason::HeartbeatTimeout;
+                ctx.stop();
+            } else if act.out.send(Outbound::Ping).is_err() {
+                act.exit = ExitReason::SocketClosed;
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let State::Joined { room, .. } = &self.state {
+            room.do_send(Leave {
+                peer: self.id.clone(),
+            });
+        }
+        let reason = match &self.exit {
+            ExitReason::Running | ExitReason::SocketClosed => "closed".to_string(),
+            ExitReason::LeaveRequest => "left".to_string(),
+            ExitReason::SocketError(e) => format!("socket error: {e}"),
+            ExitReason::HeartbeatTimeout => "heartbeat timeout".to_string(),
+            ExitReason::Evicted(r) => r.clone(),
+        };
+        let _ = self.out.send(Outbound::Close(reason.clone()));
+        info!(room = %self.room_id, peer = %self.id, %reason, "peer gone");
+    }
+}
+
+impl Handler<ClientText> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientText, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match parse_request(&msg.0) {
+            Ok((id, req)) => {
+                debug!(peer = %self.id, ?req, "request");
+                self.on_request(id, req, ctx);
+            }
+            Err((id, e)) => {
+                debug!(peer = %self.id, "bad request: {e}");
+                self.send(ServerMessage::error(id, e));
+            }
+        }
+    }
+}
+
+impl Handler<Heard> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Heard, _ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+    }
+}
+
+impl Handler<ConnectionClosed> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionClosed, ctx: &mut Self::Context) {
+        self.exit = match msg {
+            ConnectionClosed::Closed => ExitReason::SocketClosed,
+            ConnectionClosed::Error(e) => ExitReason::SocketError(e),
+        };
+        ctx.stop();
+    }
+}
+
+impl Handler<Evict> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Evict, ctx: &mut Self::Context) {
+        self.notify(Notification::Reconnect {
+            reason: msg.reason.clone(),
+        });
+        self.exit = ExitReason::Evicted(msg.reason);
+        ctx.stop();
+    }
+}
+
+impl Handler<RoomEvent> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomEvent, _ctx: &mut Self::Context) {
+        let n = match msg {
+            RoomEvent::PeerJoined(peer) => Notification::PeerJoined { peer },
+            RoomEvent::PeerLeft(peer_id) => Notification::PeerLeft { peer_id },
+            RoomEvent::PeerUpdated { peer, display_name } => Notification::PeerUpdated {
+                peer_id: peer,
+                display_name,
+            },
+            RoomEvent::ProducerAdded(producer) => Notification::ProducerAdded { producer },
+            RoomEvent::ProducerClosed { producer, peer } => Notification::ProducerClosed {
+                producer_id: producer,
+                peer_id: peer,
+            },
+            RoomEvent::ProducerPaused {
+                producer,
+                peer,
+                paused: true,
+            } => Notification::ProducerPaused {
+                producer_id: producer,
+                peer_id: peer,
+            },
+            RoomEvent::ProducerPaused { producer, peer, .. } => Notification::ProducerResumed {
+                producer_id: producer,
+                peer_id: peer,
+            },
+            RoomEvent::ConsumerClosed { consumer, producer } => Notification::ConsumerClosed {
+                consumer_id: consumer,
+                producer_id: producer,
+            },
+            RoomEvent::ActiveSpeaker(peer_id) => Notification::ActiveSpeaker { peer_id },
+        };
+        self.notify(n);
+    }
+}
+
+impl Handler<MediaEvent> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MediaEvent, _ctx: &mut Self::Context) {
+        let n = match msg {
+            MediaEvent::RecvOffer { sdp, consumers } => Notification::RecvOffer { sdp, consumers },
+            MediaEvent::TransportStateChanged { direction, state } => {
+                Notification::TransportState {
+                    direction,
+                    state: state.as_str().to_string(),
+                }
+            }
+            MediaEvent::LayerChanged { consumer, layer } => Notification::ConsumerLayerChanged {
+                consumer_id: consumer,
+                layer,
+            },
+        };
+        self.notify(n);
+    }
+}

@@ -1,0 +1,9 @@
+//! The wire protocol (`docs/protocol.md`): request, response and notification types, parsed
+//! and serialized in one place. It knows nothing of sockets, actors or media.
+
+pub mod protocol;
+
+pub use protocol::{
+    parse_request, ClientRequest, ErrorCode, Notification, RequestId, ServerMessage, SignalError,
+    PROTOCOL_VERSION,
+};

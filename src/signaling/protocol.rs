@@ -1,0 +1,424 @@
+//! Message types of signaling protocol version 1 and the one function that parses client
+//! input. Every failure to parse becomes a [`SignalError`] the edge sends back; nothing here
+//! panics on client input.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{ConsumerId, PeerId, ProducerId};
+use crate::model::{ConsumerInfo, Direction, MediaKind, PeerInfo, ProducerInfo, Source};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The client's request id, echoed in the response.
+pub type RequestId = u64;
+
+/// Largest accepted text frame; SDP offers with many m-lines stay far below.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Machine-readable error kinds, documented in `docs/protocol.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorCode {
+    /// Not JSON, not a request envelope, or `data` does not fit the method.
+    BadRequest,
+    /// The method is not part of the protocol.
+    UnknownMethod,
+    /// `join` asked for a protocol version this server does not speak.
+    UnsupportedVersion,
+    /// A method other than `join` before joining.
+    NotJoined,
+    /// `join` twice on one connection.
+    AlreadyJoined,
+    /// The room has `maxUsersPerRoom` peers.
+    RoomFull,
+    /// The room or the server is closing; reconnect later.
+    RoomClosing,
+    /// The media layer refused an SDP offer or answer.
+    InvalidSdp,
+    /// The producer or consumer is not the caller's.
+    NotFound,
+    /// The request does not fit the negotiation state.
+    BadState,
+    /// A server-side failure.
+    Internal,
+}
+
+/// An error reply: a code and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct SignalError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl SignalError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `join` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    /// Name shown to others.
+    pub display_name: String,
+    /// Must be [`PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+}
+
+/// One new sender declared with `publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishedTrack {
+    /// SDP media id of the sender's transceiver.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Microphone, camera or screen.
+    pub source: Source,
+}
+
+/// Every request a client can make.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "method", content = "data", rename_all = "camelCase")]
+pub enum ClientRequest {
+    /// Enter the room.
+    Join(JoinRequest),
+    /// Offer of the send transport, with the new senders in it.
+    #[serde(rename_all = "camelCase")]
+    Publish {
+        /// SDP offer.
+        sdp: String,
+        /// New senders, by mid.
+        #[serde(default)]
+        producers: Vec<PublishedTrack>,
+    },
+    /// Answer to the last `recvOffer`.
+    RecvAnswer {
+        /// SDP answer.
+        sdp: String,
+    },
+    /// Stop forwarding one's own producer (camera or mic off).
+    #[serde(rename_all = "camelCase")]
+    PauseProducer {
+        /// The producer.
+        producer_id: ProducerId,
+    },
+    /// Forward it again.
+    #[serde(rename_all = "camelCase")]
+    ResumeProducer {
+        /// The producer.
+        producer_id: ProducerId,
+    },
+    /// Remove one's own producer (screen share stopped).
+    #[serde(rename_all = "camelCase")]
+    CloseProducer {
+        /// The producer.
+        producer_id: ProducerId,
+    },
+    /// The size at which a consumer is displayed.
+    #[serde(rename_all = "camelCase")]
+    SetConsumerPreferences {
+        /// The consumer.
+        consumer_id: ConsumerId,
+        /// Displayed width in device pixels (0 = hidden).
+        width: u32,
+        /// Displayed height in device pixels (0 = hidden).
+        height: u32,
+    },
+    /// Ask the producer of a consumer for a keyframe.
+    #[serde(rename_all = "camelCase")]
+    RequestKeyFrame {
+        /// The consumer.
+        consumer_id: ConsumerId,
+    },
+    /// Rename oneself.
+    #[serde(rename_all = "camelCase")]
+    ChangeDisplayName {
+        /// The new name.
+        display_name: String,
+    },
+    /// Leave the room; the server closes the socket after replying.
+    Leave {},
+}
+
+/// Method names of [`ClientRequest`], to tell an unknown method from bad data.
+const METHODS: &[&str] = &[
+    "join",
+    "publish",
+    "recvAnswer",
+    "pauseProducer",
+    "resumeProducer",
+    "closeProducer",
+    "setConsumerPreferences",
+    "requestKeyFrame",
+    "changeDisplayName",
+    "leave",
+];
+
+/// Parses one text frame into a request. On failure, returns the request id when it could be
+/// read, and the error to send back.
+pub fn parse_request(
+    text: &str,
+) -> Result<(RequestId, ClientRequest), (Option<RequestId>, SignalError)> {
+    let bad = |id, msg: String| (id, SignalError::new(ErrorCode::BadRequest, msg));
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(bad(None, format!("message larger than {MAX_MESSAGE_BYTES} bytes")));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| bad(None, format!("not JSON: {e}")))?;
+    let Value::Object(mut obj) = value else {
+        return Err(bad(None, "a request is a JSON object".into()));
+    };
+    let id = obj.get("id").and_then(Value::as_u64);
+    if obj.get("type").and_then(Value::as_str) != Some("request") {
+        return Err(bad(id, "expected \"type\": \"request\"".into()));
+    }
+    let Some(id) = id else {
+        return Err(bad(None, "a request needs an integer \"id\"".into()));
+    };
+    let Some(method) = obj.get("method").and_then(Value::as_str).map(str::to_string) else {
+        return Err(bad(Some(id), "a request needs a string \"method\"".into()));
+    };
+    if !METHODS.contains(&method.as_str()) {
+        return Err((
+            Some(id),
+            SignalError::new(ErrorCode::UnknownMethod, format!("unknown method '{method}'")),
+        ));
+    }
+    let data = match obj.remove("data") {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(d) => d,
+    };
+    let tagged = serde_json::json!({ "method": method, "data": data });
+    let request = serde_json::from_value(tagged)
+        .map_err(|e| bad(Some(id), format!("invalid data for '{method}': {e}")))?;
+    Ok((id, request))
+}
+
+/// Every notification the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "method", content = "data", rename_all = "camelCase")]
+pub enum Notification {
+    /// First message on a new connection.
+    #[serde(rename_all = "camelCase")]
+    Welcome {
+        /// [`PROTOCOL_VERSION`].
+        protocol_version: u32,
+        /// The server's crate version.
+        server_version: String,
+        /// The id this connection will join with.
+        peer_id: PeerId,
+    },
+    /// Someone entered the room.
+    PeerJoined {
+        /// Who.
+        peer: PeerInfo,
+    },
+    /// Someone left the room.
+    #[serde(rename_all = "camelCase")]
+    PeerLeft {
+        /// Who.
+        peer_id: PeerId,
+    },
+    /// Someone changed their name.
+    #[serde(rename_all = "camelCase")]
+    PeerUpdated {
+        /// Who.
+        peer_id: PeerId,
+        /// The new name.
+        display_name: String,
+    },
+    /// A peer started publishing a track.
+    ProducerAdded {
+        /// The track.
+        producer: ProducerInfo,
+    },
+    /// A producer was closed.
+    #[serde(rename_all = "camelCase")]
+    ProducerClosed {
+        /// The producer.
+        producer_id: ProducerId,
+        /// Its owner.
+        peer_id: PeerId,
+    },
+    /// A producer was turned off.
+    #[serde(rename_all = "camelCase")]
+    ProducerPaused {
+        /// The producer.
+        producer_id: ProducerId,
+        /// Its owner.
+        peer_id: PeerId,
+    },
+    /// A producer was turned on again.
+    #[serde(rename_all = "camelCase")]
+    ProducerResumed {
+        /// The producer.
+        producer_id: ProducerId,
+        /// Its owner.
+        peer_id: PeerId,
+    },
+    /// A new offer on the recv transport; answer with `recvAnswer`.
+    RecvOffer {
+        /// SDP offer.
+        sdp: String,
+        /// Consumers added by this offer.
+        consumers: Vec<ConsumerInfo>,
+    },
+    /// A consumer ended (its producer closed or its owner left).
+    #[serde(rename_all = "camelCase")]
+    ConsumerClosed {
+        /// The consumer.
+        consumer_id: ConsumerId,
+        /// The producer it copied.
+        producer_id: ProducerId,
+    },
+    /// The simulcast layer forwarded to a consumer changed.
+    #[serde(rename_all = "camelCase")]
+    ConsumerLayerChanged {
+        /// The consumer.
+        consumer_id: ConsumerId,
+        /// `l`, `m`, `h`, or none.
+        layer: Option<String>,
+    },
+    /// The loudest peer changed.
+    #[serde(rename_all = "camelCase")]
+    ActiveSpeaker {
+        /// Who, or nobody.
+        peer_id: Option<PeerId>,
+    },
+    /// One of the peer's WebRTC connections changed state.
+    TransportState {
+        /// Which connection.
+        direction: Direction,
+        /// `connected`, `disconnected` or `closed`.
+        state: String,
+    },
+    /// The server asks the client to reconnect.
+    Reconnect {
+        /// Why.
+        reason: String,
+    },
+    /// A problem not tied to a request.
+    Error(SignalError),
+}
+
+/// A frame from server to client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// The reply to one request.
+    Response {
+        /// The request's id (null when it could not be read).
+        id: Option<RequestId>,
+        /// True for success.
+        ok: bool,
+        /// Result of a successful request.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<Value>,
+        /// Why the request failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<SignalError>,
+    },
+    /// A notification.
+    Notification(Notification),
+}
+
+impl ServerMessage {
+    /// A successful response carrying `data`.
+    pub fn ok(id: RequestId, data: impl Serialize) -> Self {
+        let data = serde_json::to_value(data).unwrap_or_else(|_| Value::Object(Default::default()));
+        ServerMessage::Response {
+            id: Some(id),
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    /// An error response.
+    pub fn error(id: Option<RequestId>, error: SignalError) -> Self {
+        ServerMessage::Response {
+            id,
+            ok: false,
+            data: None,
+            error: Some(error),
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_text(&self) -> String {
+        // Invariant: every field is a string, number, bool or serde_json value; serializing
+        // such a tree to a string cannot fail.
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_join() {
+        let (id, req) = parse_request(
+            r#"{"type":"request","id":3,"method":"join","data":{"displayName":"A","protocolVersion":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(id, 3);
+        assert_eq!(
+            req,
+            ClientRequest::Join(JoinRequest {
+                display_name: "A".into(),
+                protocol_version: 1
+            })
+        );
+    }
+
+    #[test]
+    fn leave_needs_no_data() {
+        let (_, req) = parse_request(r#"{"type":"request","id":1,"method":"leave"}"#).unwrap();
+        assert_eq!(req, ClientRequest::Leave {});
+    }
+
+    #[test]
+    fn malformed_input_gets_typed_errors() {
+        let (id, e) = parse_request("not json").unwrap_err();
+        assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+        let (id, e) = parse_request(r#"{"type":"request","id":5,"method":"nope"}"#).unwrap_err();
+        assert_eq!((id, e.code), (Some(5), ErrorCode::UnknownMethod));
+        let (id, e) =
+            parse_request(r#"{"type":"request","id":6,"method":"publish","data":{"sdp":42}}"#)
+                .unwrap_err();
+        assert_eq!((id, e.code), (Some(6), ErrorCode::BadRequest));
+        let (id, e) = parse_request(r#"[1,2]"#).unwrap_err();
+        assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+        let (id, e) = parse_request(r#"{"type":"request","method":"leave"}"#).unwrap_err();
+        assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn notifications_serialize_as_documented() {
+        let text = ServerMessage::Notification(Notification::PeerLeft {
+            peer_id: PeerId::from_raw("p-1"),
+        })
+        .to_text();
+        assert_eq!(
+            text,
+            r#"{"type":"notification","method":"peerLeft","data":{"peerId":"p-1"}}"#
+        );
+        let text = ServerMessage::error(Some(2), SignalError::new(ErrorCode::NotFound, "x")).to_text();
+        assert_eq!(
+            text,
+            r#"{"type":"response","id":2,"ok":false,"error":{"code":"notFound","message":"x"}}"#
+        );
+    }
+}
