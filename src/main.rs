@@ -26,8 +26,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,str0m=warn".into()),
         )
         .init();
-    let config = Config::load(args.config.as_deref(), std::env::vars())
-        .context("configuration refused")?;
+    let config =
+        Config::load(args.config.as_deref(), std::env::vars()).context("configuration refused")?;
     if config.announced_ip.is_none() {
         warn!(
             "announcedIp is not set: media is announced on 127.0.0.1, so only browsers on this \

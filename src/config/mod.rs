@@ -118,16 +118,19 @@ impl Config {
                 path: path.display().to_string(),
                 source,
             })?;
-            table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                origin: format!("config file {}", path.display()),
-                message: e.to_string(),
-            })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse {
+                    origin: format!("config file {}", path.display()),
+                    message: e.to_string(),
+                })?;
             origin = format!("config file {}", path.display());
         }
-        let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse {
-            origin: "defaults".into(),
-            message: e.to_string(),
-        })?;
+        let defaults =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse {
+                origin: "defaults".into(),
+                message: e.to_string(),
+            })?;
         let mut from_env = Vec::new();
         for (name, raw) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -242,7 +245,10 @@ impl Config {
         if self.initial_available_outgoing_bitrate < 30_000 {
             return Err(ConfigError::Invalid {
                 key: "initialAvailableOutgoingBitrate",
-                problem: format!("{} bps is too low for any video", self.initial_available_outgoing_bitrate),
+                problem: format!(
+                    "{} bps is too low for any video",
+                    self.initial_available_outgoing_bitrate
+                ),
                 fix: "use at least 100000 (default 1000000)",
             });
         }
@@ -380,10 +386,18 @@ mod tests {
     #[test]
     fn file_then_environment_override_defaults() {
         let mut f = tempfile();
-        writeln!(f.1, "listeningPort = 3443\nannouncedIp = \"192.0.2.10\"\nmaxUsersPerRoom = 8").unwrap();
+        writeln!(
+            f.1,
+            "listeningPort = 3443\nannouncedIp = \"192.0.2.10\"\nmaxUsersPerRoom = 8"
+        )
+        .unwrap();
         let c = Config::load(
             Some(&f.0),
-            env(&[("MM_LISTENING_PORT", "4000"), ("MM_NODE_ID", "7"), ("OTHER", "x")]),
+            env(&[
+                ("MM_LISTENING_PORT", "4000"),
+                ("MM_NODE_ID", "7"),
+                ("OTHER", "x"),
+            ]),
         )
         .expect("config loads");
         assert_eq!(c.listening_port, 4000);

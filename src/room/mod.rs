@@ -12,3 +12,6 @@ pub mod room;
 pub use peer::{ClientText, ConnectionClosed, Evict, Heard, Heartbeat, Outbound, PeerActor};
 pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};
+
+#[cfg(test)]
+mod tests;

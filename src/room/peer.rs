@@ -16,13 +16,13 @@ use super::messages::*;
 use super::RoomActor;
 use crate::ids::{PeerId, ProducerId, RoomId};
 use crate::model::ProducerInfo;
+use crate::sfu::messages::NewProducer;
+use crate::sfu::{MediaError, MediaEvent, WorkerCommand, WorkerHandle};
 use crate::signaling::protocol::{JoinRequest, PublishedTrack};
 use crate::signaling::{
     parse_request, ClientRequest, ErrorCode, Notification, RequestId, ServerMessage, SignalError,
     PROTOCOL_VERSION,
 };
-use crate::sfu::messages::NewProducer;
-use crate::sfu::{MediaError, MediaEvent, WorkerCommand, WorkerHandle};
 
 /// Longest accepted display name, in characters.
 pub const MAX_DISPLAY_NAME: usize = 64;
@@ -268,7 +268,10 @@ impl PeerActor {
         fut: impl std::future::Future<Output = Result<serde_json::Value, SignalError>> + 'static,
         ctx: &mut Context<Self>,
     ) {
-        ctx.wait(fut.into_actor(self).map(move |result, act, _| act.reply(id, result)));
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |result, act, _| act.reply(id, result)),
+        );
     }
 
     fn join(&mut self, id: RequestId, j: JoinRequest, ctx: &mut Context<Self>) {
@@ -328,29 +331,32 @@ impl PeerActor {
             }
             Err(mailbox_error(last.unwrap_or(MailboxError::Closed)))
         };
-        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((room, joined)) => {
-                act.state = State::Joined {
-                    room,
-                    worker: joined.worker,
-                };
-                info!(room = %act.room_id, peer = %act.id, "joined");
-                act.reply(
-                    id,
-                    Ok(json!({
-                        "peerId": act.id,
-                        "roomId": act.room_id,
-                        "peers": joined.peers,
-                        "iceServers": [],
-                    })),
-                );
-            }
-            Err(e) => {
-                act.state = State::Connected;
-                act.reply(id, Err(e));
-                let _ = ctx;
-            }
-        }));
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok((room, joined)) => {
+                        act.state = State::Joined {
+                            room,
+                            worker: joined.worker,
+                        };
+                        info!(room = %act.room_id, peer = %act.id, "joined");
+                        act.reply(
+                            id,
+                            Ok(json!({
+                                "peerId": act.id,
+                                "roomId": act.room_id,
+                                "peers": joined.peers,
+                                "iceServers": [],
+                            })),
+                        );
+                    }
+                    Err(e) => {
+                        act.state = State::Connected;
+                        act.reply(id, Err(e));
+                        let _ = ctx;
+                    }
+                }),
+        );
     }
 
     fn publish(

@@ -21,7 +21,8 @@ pub async fn connect(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let room = RoomId::parse(&path).map_err(|e| actix_web::error::ErrorBadRequest(e.to_string()))?;
+    let room =
+        RoomId::parse(&path).map_err(|e| actix_web::error::ErrorBadRequest(e.to_string()))?;
     if state.is_draining() {
         return Ok(HttpResponse::ServiceUnavailable().body("this instance is draining"));
     }

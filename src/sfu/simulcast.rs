@@ -163,8 +163,14 @@ mod tests {
 
     #[test]
     fn small_tiles_get_small_layers_even_with_budget() {
-        assert_eq!(choose_layers(10_000_000, &[demand(Some(170))]), vec![Some(0)]);
-        assert_eq!(choose_layers(10_000_000, &[demand(Some(300))]), vec![Some(1)]);
+        assert_eq!(
+            choose_layers(10_000_000, &[demand(Some(170))]),
+            vec![Some(0)]
+        );
+        assert_eq!(
+            choose_layers(10_000_000, &[demand(Some(300))]),
+            vec![Some(1)]
+        );
         assert_eq!(choose_layers(10_000_000, &[demand(Some(0))]), vec![None]);
     }
 

@@ -109,8 +109,15 @@ mod tests {
             d.on_level(&a, -20, t);
             d.on_level(&b, -90, t);
         }
-        assert_eq!(d.update(t0 + Duration::from_millis(400)), Some(Some(a.clone())));
-        assert_eq!(d.update(t0 + Duration::from_millis(450)), None, "no change, no event");
+        assert_eq!(
+            d.update(t0 + Duration::from_millis(400)),
+            Some(Some(a.clone()))
+        );
+        assert_eq!(
+            d.update(t0 + Duration::from_millis(450)),
+            None,
+            "no change, no event"
+        );
         assert_eq!(d.update(t0 + Duration::from_secs(3)), Some(None));
     }
 

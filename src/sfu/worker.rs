@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use actix::Recipient;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction as SdpDirection, KeyframeRequestKind, MediaData, MediaKind as SdpKind};
+use str0m::media::{
+    Direction as SdpDirection, KeyframeRequestKind, MediaData, MediaKind as SdpKind,
+};
 use str0m::media::{MediaTime, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -616,9 +618,10 @@ impl Worker {
             }
         }
         if producer.kind == MediaKind::Audio {
-            if let (Some(level), Some(room)) =
-                (data.ext_vals.audio_level, self.rooms.get_mut(&producer.room))
-            {
+            if let (Some(level), Some(room)) = (
+                data.ext_vals.audio_level,
+                self.rooms.get_mut(&producer.room),
+            ) {
                 room.speaker.on_level(&producer.peer, level, now);
             }
         }
@@ -652,7 +655,11 @@ impl Worker {
                         c.time_offset = last.wrapping_add(step).wrapping_sub(data.time.numer());
                     }
                     c.current = Some(rid.clone());
-                    after.push(After::LayerChanged(c.transport, c.id.clone(), c.current.clone()));
+                    after.push(After::LayerChanged(
+                        c.transport,
+                        c.id.clone(),
+                        c.current.clone(),
+                    ));
                 }
                 if c.current.as_deref() != Some(rid.as_str()) {
                     continue;
@@ -716,7 +723,12 @@ impl Worker {
 
     /// Asks a producer's sender for a keyframe on one layer, at most every
     /// [`KEYFRAME_THROTTLE`].
-    fn request_keyframe(&mut self, pid: &ProducerId, rid: Option<String>, kind: KeyframeRequestKind) {
+    fn request_keyframe(
+        &mut self,
+        pid: &ProducerId,
+        rid: Option<String>,
+        kind: KeyframeRequestKind,
+    ) {
         let Some(p) = self.producers.get_mut(pid) else {
             return;
         };
@@ -725,8 +737,7 @@ impl Worker {
         }
         let now = Instant::now();
         let slot = rid.clone().unwrap_or_default();
-        if p
-            .last_keyframe_request
+        if p.last_keyframe_request
             .get(&slot)
             .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_THROTTLE)
         {
@@ -957,7 +968,10 @@ impl Worker {
             Ok(c) => {
                 rtc.add_local_candidate(c);
             }
-            Err(e) => warn!("cannot make a host candidate for {}: {e}", self.candidate_addr),
+            Err(e) => warn!(
+                "cannot make a host candidate for {}: {e}",
+                self.candidate_addr
+            ),
         }
         let key = self.next_key;
         self.next_key += 1;
@@ -1062,7 +1076,10 @@ impl Worker {
                 ),
             };
             if !kind_ok || p.source.kind() != p.kind {
-                problems.push(format!("mid '{}' is not a {:?} {:?} track", p.mid, p.source, p.kind));
+                problems.push(format!(
+                    "mid '{}' is not a {:?} {:?} track",
+                    p.mid, p.source, p.kind
+                ));
                 continue;
             }
             t.producers_by_mid.insert(mid, p.id.clone());

@@ -172,7 +172,10 @@ pub fn parse_request(
 ) -> Result<(RequestId, ClientRequest), (Option<RequestId>, SignalError)> {
     let bad = |id, msg: String| (id, SignalError::new(ErrorCode::BadRequest, msg));
     if text.len() > MAX_MESSAGE_BYTES {
-        return Err(bad(None, format!("message larger than {MAX_MESSAGE_BYTES} bytes")));
+        return Err(bad(
+            None,
+            format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
+        ));
     }
     let value: Value =
         serde_json::from_str(text).map_err(|e| bad(None, format!("not JSON: {e}")))?;
@@ -186,13 +189,20 @@ pub fn parse_request(
     let Some(id) = id else {
         return Err(bad(None, "a request needs an integer \"id\"".into()));
     };
-    let Some(method) = obj.get("method").and_then(Value::as_str).map(str::to_string) else {
+    let Some(method) = obj
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return Err(bad(Some(id), "a request needs a string \"method\"".into()));
     };
     if !METHODS.contains(&method.as_str()) {
         return Err((
             Some(id),
-            SignalError::new(ErrorCode::UnknownMethod, format!("unknown method '{method}'")),
+            SignalError::new(
+                ErrorCode::UnknownMethod,
+                format!("unknown method '{method}'"),
+            ),
         ));
     }
     let data = match obj.remove("data") {
@@ -415,7 +425,8 @@ mod tests {
             text,
             r#"{"type":"notification","method":"peerLeft","data":{"peerId":"p-1"}}"#
         );
-        let text = ServerMessage::error(Some(2), SignalError::new(ErrorCode::NotFound, "x")).to_text();
+        let text =
+            ServerMessage::error(Some(2), SignalError::new(ErrorCode::NotFound, "x")).to_text();
         assert_eq!(
             text,
             r#"{"type":"response","id":2,"ok":false,"error":{"code":"notFound","message":"x"}}"#
