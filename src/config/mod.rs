@@ -432,6 +432,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.example.toml");
+        let c = Config::load(Some(&path), env(&[])).expect("the example loads");
+        assert_eq!(c, Config::default(), "the example shows the defaults");
+        let text = std::fs::read_to_string(&path).expect("example readable");
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        let optional = ["announcedIp", "nodeId"];
+        for key in defaults.keys().map(String::as_str).chain(optional) {
+            assert!(text.contains(&format!("{key} =")), "config.example.toml lacks `{key}`");
+        }
+    }
+
+    #[test]
     fn env_names_map_to_camel_case_keys() {
         assert_eq!(screaming_to_camel("MAX_USERS_PER_ROOM"), "maxUsersPerRoom");
         assert_eq!(screaming_to_camel("HTTP_ONLY"), "httpOnly");
