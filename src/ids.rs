@@ -83,7 +83,8 @@ pub enum RoomIdError {
 }
 
 /// Path segments served by the HTTP edge itself, never meetings.
-pub const RESERVED_ROOM_NAMES: &[&str] = &["ws", "static", "health", "metrics", "favicon.ico"];
+pub const RESERVED_ROOM_NAMES: &[&str] =
+    &["ws", "static", "health", "metrics", "api", "favicon.ico"];
 
 impl RoomId {
     /// Validates `name` as a room id.

@@ -50,30 +50,40 @@ async fn main() -> anyhow::Result<()> {
         "multiparty-meeting is up: open {scheme}://{host}:{}/my-room",
         running.http_addr.port()
     );
-    shutdown_signal().await;
-    info!("shutting down");
+    let mut signals = Signals::new()?;
+    signals.next().await;
+    info!("SIGTERM/SIGINT: draining (send it again to exit at once)");
+    tokio::select! {
+        _ = running.drain(config.drain_timeout()) => {}
+        _ = signals.next() => {
+            warn!("second signal: exiting now");
+            std::process::exit(0);
+        }
+    }
     running.stop().await;
+    info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
+/// SIGTERM and SIGINT as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

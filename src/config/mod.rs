@@ -26,6 +26,28 @@ pub struct Config {
     pub listening_port: u16,
     /// Plain HTTP (TLS terminated elsewhere, or local development).
     pub http_only: bool,
+    /// Certificate and key served when `httpOnly` is false.
+    pub tls: TlsConfig,
+    /// When set, a plain-HTTP listener on this port redirects to https on `listeningPort`.
+    pub listening_redirect_port: Option<u16>,
+    /// The server sits behind a reverse proxy whose forwarded headers may be believed.
+    pub behind_reverse_proxy: bool,
+    /// Addresses or CIDRs of the proxies whose forwarded headers are believed; empty with
+    /// `behindReverseProxy` = loopback only.
+    pub trust_proxy: Vec<String>,
+    /// Redis for shared sessions (`redis://host:6379/0`); unset = in-memory sessions.
+    pub redis_url: Option<String>,
+    /// Name of the session cookie.
+    pub cookie_name: String,
+    /// Secret that signs session cookies (at least 32 characters); required with Redis.
+    pub cookie_secret: Option<String>,
+    /// Lifetime of a session in seconds.
+    pub cookie_max_age: u64,
+    /// Accept weak or missing secrets (local development only).
+    pub development: bool,
+    /// Milliseconds running meetings may continue after SIGTERM before peers are asked to
+    /// reconnect elsewhere.
+    pub drain_timeout: u64,
     /// Address the media (UDP) sockets bind.
     pub rtc_listen_ip: String,
     /// Lowest UDP port the media workers may bind.
@@ -58,6 +80,16 @@ impl Default for Config {
             listening_host: "0.0.0.0".into(),
             listening_port: 3000,
             http_only: true,
+            tls: TlsConfig::default(),
+            listening_redirect_port: None,
+            behind_reverse_proxy: false,
+            trust_proxy: Vec::new(),
+            redis_url: None,
+            cookie_name: "multiparty-meeting.sid".into(),
+            cookie_secret: None,
+            cookie_max_age: 7 * 24 * 3600,
+            development: false,
+            drain_timeout: 60_000,
             rtc_listen_ip: "0.0.0.0".into(),
             rtc_min_port: 40000,
             rtc_max_port: 49999,
@@ -73,6 +105,19 @@ impl Default for Config {
         }
     }
 }
+
+/// `[tls]`: files for serving HTTPS directly (`httpOnly = false`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+}
+
+/// The secret of the example file and documentation; refused outside development.
+pub const EXAMPLE_COOKIE_SECRET: &str = "change-me-to-64-random-hex-characters";
 
 /// Why the configuration cannot be used; start-up stops with this message.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +280,100 @@ impl Config {
                 fix: "keep the defaults (10000 and 30000) or set the timeout to about 3 intervals",
             });
         }
+        if !self.http_only {
+            for (key, value) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                match value {
+                    None => {
+                        return Err(ConfigError::Invalid {
+                            key: if key == "tls.cert" { "tls.cert" } else { "tls.key" },
+                            problem: "httpOnly = false needs a certificate and a key".into(),
+                            fix: "set tls.cert and tls.key to PEM files, or httpOnly = true behind a TLS proxy",
+                        })
+                    }
+                    Some(path) if !Path::new(path).is_file() => {
+                        return Err(ConfigError::Invalid {
+                            key: if key == "tls.cert" { "tls.cert" } else { "tls.key" },
+                            problem: format!("'{path}' is not a readable file"),
+                            fix: "point it at an existing PEM file",
+                        })
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(port) = self.listening_redirect_port {
+            if port != 0 && port == self.listening_port {
+                return Err(ConfigError::Invalid {
+                    key: "listeningRedirectPort",
+                    problem: format!("{port} is also listeningPort"),
+                    fix: "use another port (e.g. 80 or 3000), or remove the key",
+                });
+            }
+            if port != 0 && self.http_only {
+                return Err(ConfigError::Invalid {
+                    key: "listeningRedirectPort",
+                    problem: "redirecting to https needs the server to serve https".into(),
+                    fix: "set httpOnly = false with tls.cert/tls.key, or let the proxy redirect and remove the key",
+                });
+            }
+        }
+        if !self.trust_proxy.is_empty() && !self.behind_reverse_proxy {
+            return Err(ConfigError::Invalid {
+                key: "trustProxy",
+                problem: "forwarded headers are only read with behindReverseProxy = true".into(),
+                fix: "set behindReverseProxy = true, or remove trustProxy",
+            });
+        }
+        for entry in &self.trust_proxy {
+            if parse_net(entry).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "trustProxy",
+                    problem: format!("'{entry}' is neither an IP address nor a CIDR"),
+                    fix: "list addresses like \"10.0.0.5\" or networks like \"10.0.0.0/8\"",
+                });
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "redisUrl",
+                    problem: format!("'{url}' is not a Redis URL"),
+                    fix: "use redis://host:6379/0",
+                });
+            }
+        }
+        match &self.cookie_secret {
+            Some(secret) if !self.development && weak_secret(secret) => {
+                return Err(ConfigError::Invalid {
+                    key: "cookieSecret",
+                    problem: "the secret is weak (shorter than 32 characters, repetitive, or the example value)".into(),
+                    fix: "generate one with: openssl rand -hex 32",
+                })
+            }
+            None if self.redis_url.is_some() && !self.development => {
+                return Err(ConfigError::Invalid {
+                    key: "cookieSecret",
+                    problem: "shared Redis sessions need the same secret on every instance".into(),
+                    fix: "set cookieSecret (or MM_COOKIE_SECRET) to the output of: openssl rand -hex 32",
+                })
+            }
+            _ => {}
+        }
+        if self.cookie_name.is_empty()
+            || !self
+                .cookie_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::Invalid {
+                key: "cookieName",
+                problem: format!("'{}' is not a valid cookie name", self.cookie_name),
+                fix: "use letters, digits, '-', '_' and '.'",
+            });
+        }
         if self.request_timeout == 0 {
             return Err(ConfigError::Invalid {
                 key: "requestTimeout",
@@ -253,6 +392,33 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The proxies whose forwarded headers are believed (none unless `behindReverseProxy`).
+    pub fn trusted_proxies(&self) -> Vec<ipnet::IpNet> {
+        if !self.behind_reverse_proxy {
+            return Vec::new();
+        }
+        if self.trust_proxy.is_empty() {
+            return vec![
+                parse_net("127.0.0.0/8").expect("literal CIDR"),
+                parse_net("::1").expect("literal address"),
+            ];
+        }
+        self.trust_proxy
+            .iter()
+            .filter_map(|s| parse_net(s))
+            .collect()
+    }
+
+    /// `listeningRedirectPort`, with 0 meaning none.
+    pub fn redirect_port(&self) -> Option<u16> {
+        self.listening_redirect_port.filter(|p| *p != 0)
+    }
+
+    /// `drainTimeout` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout)
     }
 
     /// Number of media worker threads to start.
@@ -291,6 +457,20 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout)
     }
+}
+
+/// Parses `10.0.0.5` or `10.0.0.0/8` (v4 or v6).
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// A secret that would make cookies forgeable: short, repetitive or published.
+fn weak_secret(secret: &str) -> bool {
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    secret.chars().count() < 32 || distinct.len() < 8 || secret == EXAMPLE_COOKIE_SECRET
 }
 
 /// `LISTENING_PORT` -> `listeningPort`.
@@ -438,10 +618,92 @@ mod tests {
         assert_eq!(c, Config::default(), "the example shows the defaults");
         let text = std::fs::read_to_string(&path).expect("example readable");
         let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
-        let optional = ["announcedIp", "nodeId"];
-        for key in defaults.keys().map(String::as_str).chain(optional) {
-            assert!(text.contains(&format!("{key} =")), "config.example.toml lacks `{key}`");
+        let optional = [
+            "announcedIp",
+            "nodeId",
+            "listeningRedirectPort",
+            "redisUrl",
+            "cookieSecret",
+            "tls.cert",
+            "tls.key",
+        ];
+        for key in defaults
+            .iter()
+            .filter(|(_, v)| !v.is_table())
+            .map(|(k, _)| k.as_str())
+            .chain(optional)
+        {
+            let key = key.rsplit('.').next().unwrap_or(key);
+            assert!(
+                text.contains(&format!("{key} =")),
+                "config.example.toml lacks `{key}`"
+            );
         }
+        assert!(text.contains("[tls]"), "config.example.toml lacks [tls]");
+    }
+
+    #[test]
+    fn deployment_keys_are_checked() {
+        let e = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        let err = e(&[("MM_REDIS_URL", "redis://127.0.0.1:6379")]);
+        assert!(err.contains("cookieSecret"), "{err}");
+        let err = e(&[("MM_REDIS_URL", "redis://x"), ("MM_COOKIE_SECRET", "short")]);
+        assert!(
+            err.contains("cookieSecret") && err.contains("openssl rand"),
+            "{err}"
+        );
+        let err = e(&[("MM_COOKIE_SECRET", EXAMPLE_COOKIE_SECRET)]);
+        assert!(err.contains("cookieSecret"), "{err}");
+        let err = e(&[("MM_TRUST_PROXY", "10.0.0.1")]);
+        assert!(err.contains("behindReverseProxy"), "{err}");
+        let err = e(&[
+            ("MM_BEHIND_REVERSE_PROXY", "true"),
+            ("MM_TRUST_PROXY", "10.0.0.0/33"),
+        ]);
+        assert!(err.contains("trustProxy"), "{err}");
+        let err = e(&[("MM_HTTP_ONLY", "false")]);
+        assert!(err.contains("tls.cert"), "{err}");
+        let err = e(&[("MM_LISTENING_REDIRECT_PORT", "8080")]);
+        assert!(err.contains("listeningRedirectPort"), "{err}");
+        // Development accepts a weak secret.
+        let ok = Config::load(
+            None,
+            env(&[
+                ("MM_REDIS_URL", "redis://x"),
+                ("MM_COOKIE_SECRET", "dev"),
+                ("MM_DEVELOPMENT", "true"),
+            ]),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_loopback_behind_a_proxy() {
+        let c = Config::default();
+        assert!(c.trusted_proxies().is_empty());
+        let c = Config {
+            behind_reverse_proxy: true,
+            ..Config::default()
+        };
+        let nets = c.trusted_proxies();
+        assert!(nets
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<IpAddr>().unwrap())));
+        assert!(nets
+            .iter()
+            .any(|n| n.contains(&"::1".parse::<IpAddr>().unwrap())));
+        let c = Config {
+            behind_reverse_proxy: true,
+            trust_proxy: vec!["10.1.0.0/16".into(), "192.0.2.7".into()],
+            ..Config::default()
+        };
+        let nets = c.trusted_proxies();
+        assert!(nets
+            .iter()
+            .any(|n| n.contains(&"10.1.2.3".parse::<IpAddr>().unwrap())));
+        assert!(!nets
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<IpAddr>().unwrap())));
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub enum RoomEvent {
     },
     /// The loudest peer changed.
     ActiveSpeaker(Option<PeerId>),
+    /// The instance is going away: reconnect (through the balancer) and close.
+    Evicted(String),
 }
 
 /// Find or open the room `room` on this instance.
@@ -206,4 +208,17 @@ pub struct RegistryStats {
     pub rooms: usize,
     /// Peers in them.
     pub peers: usize,
+}
+
+/// Stop opening new rooms (SIGTERM); running rooms continue.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Ask every peer of every room (or of this room) to reconnect elsewhere.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct EvictAll {
+    /// Told to the clients.
+    pub reason: String,
 }

@@ -9,7 +9,7 @@ pub mod registry;
 #[allow(clippy::module_inception)]
 pub mod room;
 
-pub use peer::{ClientText, ConnectionClosed, Evict, Heard, Heartbeat, Outbound, PeerActor};
+pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Outbound, PeerActor};
 pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};
 

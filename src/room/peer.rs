@@ -58,14 +58,6 @@ pub enum ConnectionClosed {
     Error(String),
 }
 
-/// Ask the peer to reconnect elsewhere and close (server draining).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Evict {
-    /// Why, told to the client.
-    pub reason: String,
-}
-
 /// Why a peer actor stopped; logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ExitReason {
@@ -588,23 +580,19 @@ impl Handler<ConnectionClosed> for PeerActor {
     }
 }
 
-impl Handler<Evict> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Evict, ctx: &mut Self::Context) {
-        self.notify(Notification::Reconnect {
-            reason: msg.reason.clone(),
-        });
-        self.exit = ExitReason::Evicted(msg.reason);
-        ctx.stop();
-    }
-}
-
 impl Handler<RoomEvent> for PeerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RoomEvent, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: RoomEvent, ctx: &mut Self::Context) {
         let n = match msg {
+            RoomEvent::Evicted(reason) => {
+                self.notify(Notification::Reconnect {
+                    reason: reason.clone(),
+                });
+                self.exit = ExitReason::Evicted(reason);
+                ctx.stop();
+                return;
+            }
             RoomEvent::PeerJoined(peer) => Notification::PeerJoined { peer },
             RoomEvent::PeerLeft(peer_id) => Notification::PeerLeft { peer_id },
             RoomEvent::PeerUpdated { peer, display_name } => Notification::PeerUpdated {

@@ -27,6 +27,8 @@ pub struct RegistryActor {
     directory: Arc<dyn RoomDirectory>,
     rooms: HashMap<RoomId, Entry>,
     next_generation: u64,
+    /// Set by [`Drain`]: no new rooms.
+    draining: bool,
 }
 
 impl RegistryActor {
@@ -44,6 +46,7 @@ impl RegistryActor {
             directory,
             rooms: HashMap::new(),
             next_generation: 1,
+            draining: false,
         }
     }
 }
@@ -60,6 +63,9 @@ impl Handler<GetRoom> for RegistryActor {
             if e.addr.connected() {
                 return Ok(e.addr.clone());
             }
+        }
+        if self.draining {
+            return Err(JoinError::Closing);
         }
         if let Placement::Remote(node) = self.directory.claim(&msg.room, &self.node) {
             // Cross-instance meetings are not relayed yet: refuse rather than split the room.
@@ -124,5 +130,23 @@ impl Handler<GetRegistryStats> for RegistryActor {
             rooms: self.rooms.len(),
             peers: self.rooms.values().map(|e| e.peers).sum(),
         })
+    }
+}
+
+impl Handler<Drain> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) {
+        self.draining = true;
+    }
+}
+
+impl Handler<EvictAll> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EvictAll, _ctx: &mut Self::Context) {
+        for e in self.rooms.values() {
+            e.addr.do_send(msg.clone());
+        }
     }
 }

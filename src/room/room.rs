@@ -410,3 +410,13 @@ impl Handler<GetSnapshot> for RoomActor {
         MessageResult(RoomSnapshot { peers, consumers })
     }
 }
+
+impl Handler<EvictAll> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EvictAll, _ctx: &mut Self::Context) {
+        for m in self.members.values() {
+            m.events.do_send(RoomEvent::Evicted(msg.reason.clone()));
+        }
+    }
+}

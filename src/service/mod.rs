@@ -1,24 +1,33 @@
-//! The HTTP/WebSocket edge and server assembly: builds the media plane, the room registry and
-//! the actix-web server, and hands back a [`RunningServer`] to stop it. The edge moves
-//! messages and serves files; it never touches RTP.
+//! The HTTP/WebSocket edge and server assembly: builds the media plane, the room registry,
+//! sessions and the actix-web listeners (main, and the optional https redirect), and hands
+//! back a [`RunningServer`] that can drain and stop. The edge moves messages, decides who the
+//! client is ([`proxy`]) and serves files; it never touches RTP.
 
 pub mod http;
+pub mod proxy;
+pub mod session;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr};
-use actix_web::{web, App, HttpServer};
-use tracing::info;
+use actix_web::dev::Service;
+use actix_web::{web, App, HttpMessage, HttpServer};
+use futures_util::FutureExt;
+use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::ids::NodeId;
+use crate::room::messages::{Drain, EvictAll, GetRegistryStats};
 use crate::room::{Heartbeat, RegistryActor, RoomSettings};
 use crate::routing::InMemoryDirectory;
 use crate::sfu::{MediaPlane, MediaStartError};
+use proxy::TrustedProxies;
+use session::{RedisMonitor, RedisState, SessionSetupError, Sessions};
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -30,6 +39,10 @@ pub struct AppState {
     pub node: NodeId,
     /// When the server started.
     pub started: Instant,
+    /// Whose forwarded headers are believed.
+    pub trusted: TrustedProxies,
+    /// Redis reachability for `/health`.
+    pub redis: RedisMonitor,
     /// True once the instance stops taking new meetings.
     draining: Arc<AtomicBool>,
 }
@@ -39,6 +52,11 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+
+    /// True while the balancer may send new meetings here.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.redis.state() != RedisState::Unreachable
+    }
 }
 
 /// Why the server could not start.
@@ -47,11 +65,19 @@ pub enum StartError {
     /// The media workers could not bind their UDP ports.
     #[error(transparent)]
     Media(#[from] MediaStartError),
-    /// The HTTP listener could not bind.
-    #[error("cannot listen on {addr} (listeningHost/listeningPort): {source}")]
+    /// Sessions could not be set up (Redis unreachable).
+    #[error(transparent)]
+    Sessions(#[from] SessionSetupError),
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Listen {
         /// The address.
         addr: String,
+        /// The config key to change.
+        key: &'static str,
         /// The socket error.
         source: std::io::Error,
     },
@@ -59,13 +85,15 @@ pub enum StartError {
 
 /// A started server.
 pub struct RunningServer {
-    /// Where HTTP and WebSocket requests are served.
+    /// Where HTTP(S) and WebSocket requests are served.
     pub http_addr: SocketAddr,
+    /// The plain-HTTP redirect listener, when configured.
+    pub redirect_addr: Option<SocketAddr>,
     /// The UDP address of each media worker.
     pub media_addrs: Vec<SocketAddr>,
     /// This instance's id.
     pub node: NodeId,
-    handle: actix_web::dev::ServerHandle,
+    handles: Vec<actix_web::dev::ServerHandle>,
     media: MediaPlane,
     /// Finds rooms; exposed for tests.
     pub registry: Addr<RegistryActor>,
@@ -76,7 +104,9 @@ impl RunningServer {
     /// Stops accepting, closes connections, stops the media workers.
     pub async fn stop(self) {
         self.draining.store(true, Ordering::SeqCst);
-        self.handle.stop(true).await;
+        for h in &self.handles {
+            h.stop(true).await;
+        }
         self.media.stop();
     }
 
@@ -84,15 +114,54 @@ impl RunningServer {
     pub fn media(&self) -> &MediaPlane {
         &self.media
     }
+
+    /// Graceful drain: `/health` turns 503 and no new room opens at once; running meetings
+    /// continue until they end or `deadline` passes; then remaining peers are told to
+    /// reconnect (they come back through the balancer, to another instance).
+    pub async fn drain(&self, deadline: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.registry.do_send(Drain);
+        let until = Instant::now() + deadline;
+        info!(
+            ?deadline,
+            "draining: no new rooms; waiting for running meetings"
+        );
+        loop {
+            let stats = self
+                .registry
+                .send(GetRegistryStats)
+                .await
+                .unwrap_or_default();
+            if stats.peers == 0 {
+                info!("drained: no participant left");
+                return;
+            }
+            if Instant::now() >= until {
+                info!(
+                    peers = stats.peers,
+                    "drain deadline reached: asking participants to reconnect"
+                );
+                self.registry.do_send(EvictAll {
+                    reason: "this server is shutting down; reconnecting".into(),
+                });
+                // Let the reconnect notifications and close frames go out.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
-/// Starts the media plane, the registry and the HTTP server. Must run inside an actix system.
+/// Starts the media plane, the registry, sessions and the HTTP listeners. Must run inside
+/// an actix system.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let node = config
         .node_id
         .clone()
         .map(NodeId::from_raw)
         .unwrap_or_else(NodeId::random);
+    let sessions = Sessions::from_config(&config).await?;
     let media = MediaPlane::start(&config)?;
     let registry = RegistryActor::new(
         node.clone(),
@@ -105,6 +174,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )
     .start();
     let draining = Arc::new(AtomicBool::new(false));
+    let trusted = TrustedProxies::new(config.trusted_proxies());
+    if config.behind_reverse_proxy {
+        info!(trusted = ?config.trusted_proxies(), "behind a reverse proxy: forwarded headers believed from these addresses only");
+    }
     let state = web::Data::new(AppState {
         registry: registry.clone(),
         heartbeat: Heartbeat {
@@ -113,14 +186,41 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         },
         node: node.clone(),
         started: Instant::now(),
+        trusted: trusted.clone(),
+        redis: RedisMonitor::start(config.redis_url.clone()),
         draining: draining.clone(),
     });
-    let addr = format!("{}:{}", config.listening_host, config.listening_port);
+    let cfg = config.clone();
     let server = HttpServer::new(move || {
+        let trusted = trusted.clone();
         App::new()
             .app_data(state.clone())
+            .wrap(sessions.clone().middleware(&cfg))
+            // Outermost: resolve the client once, log the request, mark cookies Secure
+            // when the user came over https.
+            .wrap_fn(move |req, srv| {
+                let client = proxy::client_info_of(&req, &trusted);
+                let (method, path) = (req.method().clone(), req.path().to_string());
+                req.extensions_mut().insert(client.clone());
+                srv.call(req).map(move |res| {
+                    let mut res = res?;
+                    if client.is_https() {
+                        session::secure_cookies(res.headers_mut());
+                    }
+                    let status = res.status().as_u16();
+                    if path.starts_with("/static/") || path.starts_with("/health") {
+                        debug!(client = %client.ip, scheme = %client.scheme, %method, %path, status, "request");
+                    } else {
+                        info!(client = %client.ip, scheme = %client.scheme, host = %client.host, %method, %path, status, "request");
+                    }
+                    Ok(res)
+                })
+            })
             .route("/health", web::get().to(http::health))
             .route("/health", web::head().to(http::health))
+            .route("/health/live", web::get().to(http::live))
+            .route("/health/live", web::head().to(http::live))
+            .route("/api/session", web::get().to(http::session_info))
             .route("/ws/{room}", web::get().to(ws::connect))
             .route("/static/{path:.*}", web::get().to(http::static_file))
             .route("/", web::get().to(http::home))
@@ -128,22 +228,60 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })
     .workers(2)
     .shutdown_timeout(5)
-    .bind(&addr)
-    .map_err(|source| StartError::Listen {
+    .disable_signals();
+    let addr = format!("{}:{}", config.listening_host, config.listening_port);
+    let listen_err = |source| StartError::Listen {
         addr: addr.clone(),
+        key: "listeningHost/listeningPort",
         source,
-    })?;
+    };
+    let server = if config.http_only {
+        server.bind(&addr).map_err(listen_err)?
+    } else {
+        let (cert, key) = (
+            config.tls.cert.clone().unwrap_or_default(),
+            config.tls.key.clone().unwrap_or_default(),
+        );
+        let tls = tls::server_config(&cert, &key)?;
+        server.bind_rustls_0_23(&addr, tls).map_err(listen_err)?
+    };
     let http_addr = server.addrs()[0];
     let server = server.run();
-    let handle = server.handle();
+    let mut handles = vec![server.handle()];
     actix_web::rt::spawn(server);
+
+    let mut redirect_addr = None;
+    if let Some(port) = config.redirect_port() {
+        let target = web::Data::new(tls::RedirectTarget {
+            https_port: http_addr.port(),
+        });
+        let raddr = format!("{}:{}", config.listening_host, port);
+        let redirect = HttpServer::new(move || {
+            App::new()
+                .app_data(target.clone())
+                .default_service(web::to(tls::redirect))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(&raddr)
+        .map_err(|source| StartError::Listen {
+            addr: raddr.clone(),
+            key: "listeningRedirectPort",
+            source,
+        })?;
+        redirect_addr = Some(redirect.addrs()[0]);
+        let redirect = redirect.run();
+        handles.push(redirect.handle());
+        actix_web::rt::spawn(redirect);
+    }
     let media_addrs = media.workers().iter().map(|w| w.local_addr()).collect();
-    info!(%http_addr, node = %node, "serving");
+    info!(%http_addr, ?redirect_addr, node = %node, "serving");
     Ok(RunningServer {
         http_addr,
+        redirect_addr,
         media_addrs,
         node,
-        handle,
+        handles,
         media,
         registry,
         draining,
