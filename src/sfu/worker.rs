@@ -6,8 +6,8 @@
 //! [`WorkerCommand`]s and hears back through [`MediaEvent`]s.
 
 use std::collections::{HashMap, HashSet};
-use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use str0m::media::{
     Direction as SdpDirection, KeyframeRequestKind, MediaData, MediaKind as SdpKind,
 };
 use str0m::media::{MediaTime, Mid, Rid};
-use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::net::{DatagramRecv, Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, info, warn};
 
@@ -122,7 +122,7 @@ pub fn spawn(
     index: usize,
     settings: &WorkerSettings,
 ) -> std::io::Result<(WorkerHandle, JoinHandle<()>)> {
-    let socket = bind_in_range(settings.listen_ip, settings.port_range)?;
+    let (socket, listener) = bind_in_range(settings.listen_ip, settings.port_range)?;
     let local_addr = socket.local_addr()?;
     let poke_ip = if settings.listen_ip.is_unspecified() {
         match settings.listen_ip {
@@ -141,26 +141,27 @@ pub fn spawn(
     poke.connect(poke_target)?;
     let poke_source = poke.local_addr()?;
     let (tx, rx) = mpsc::channel();
+    let (tcp_tx, tcp_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let candidate_addr = SocketAddr::new(settings.announced_ip, local_addr.port());
-    let mut worker = Worker::new(
-        index,
+    let poke = Arc::new(poke);
+    spawn_tcp_acceptor(index, listener, tcp_tx, poke.clone(), stop.clone())?;
+    let io = WorkerIo {
         socket,
         candidate_addr,
         poke_source,
-        rx,
-        settings.initial_bitrate,
-        stop.clone(),
-    );
+        tcp_rx,
+    };
+    let mut worker = Worker::new(index, io, rx, settings.initial_bitrate, stop.clone());
     let thread = std::thread::Builder::new()
         .name(format!("media-worker-{index}"))
         .spawn(move || worker.run())?;
-    info!(worker = index, %local_addr, announced = %candidate_addr, "media worker started");
+    info!(worker = index, %local_addr, announced = %candidate_addr, "media worker started (UDP and ICE-TCP)");
     Ok((
         WorkerHandle {
             index,
             tx,
-            poke: Arc::new(poke),
+            poke,
             poke_target,
             local_addr,
             request_timeout: settings.request_timeout,
@@ -170,21 +171,112 @@ pub fn spawn(
     ))
 }
 
-fn bind_in_range(ip: IpAddr, (min, max): (u16, u16)) -> std::io::Result<UdpSocket> {
+/// Binds UDP and TCP on the same port, the first free one of the range.
+fn bind_in_range(ip: IpAddr, (min, max): (u16, u16)) -> std::io::Result<(UdpSocket, TcpListener)> {
     let mut last_err = None;
     for port in min..=max {
-        match UdpSocket::bind(SocketAddr::new(ip, port)) {
-            Ok(s) => return Ok(s),
+        let udp = match UdpSocket::bind(SocketAddr::new(ip, port)) {
+            Ok(s) => s,
+            Err(e) => {
+                last_err = Some(e);
+                continue;
+            }
+        };
+        match TcpListener::bind(SocketAddr::new(ip, port)) {
+            Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last_err = Some(e),
         }
     }
     Err(std::io::Error::new(
         ErrorKind::AddrInUse,
         format!(
-            "no free UDP port in {min}-{max} on {ip} (last error: {}); widen rtcMinPort-rtcMaxPort",
+            "no port free for both UDP and TCP in {min}-{max} on {ip} (last error: {}); widen rtcMinPort-rtcMaxPort",
             last_err.map(|e| e.to_string()).unwrap_or_default()
         ),
     ))
+}
+
+/// What the ICE-TCP threads tell the worker.
+enum TcpEvent {
+    /// A browser connected; the stream is the worker's writing half.
+    Opened(SocketAddr, TcpStream),
+    /// One RFC 4571 frame (a STUN, DTLS, RTP or RTCP packet).
+    Frame(SocketAddr, Vec<u8>),
+    /// The connection ended.
+    Closed(SocketAddr),
+}
+
+/// Accepts ICE-TCP connections (passive candidates) and starts a reader thread for each,
+/// which de-frames RFC 4571 packets into the worker's queue.
+fn spawn_tcp_acceptor(
+    index: usize,
+    listener: TcpListener,
+    events: Sender<TcpEvent>,
+    poke: Arc<UdpSocket>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("media-tcp-{index}"))
+        .spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                let Ok(writer) = stream.try_clone() else {
+                    continue;
+                };
+                if events.send(TcpEvent::Opened(peer, writer)).is_err() {
+                    return;
+                }
+                let (events, poke) = (events.clone(), poke.clone());
+                let _ = std::thread::Builder::new()
+                    .name(format!("media-tcp-{index}-conn"))
+                    .spawn(move || read_frames(peer, stream, events, poke));
+            }
+        })?;
+    Ok(())
+}
+
+fn read_frames(
+    peer: SocketAddr,
+    mut stream: TcpStream,
+    events: Sender<TcpEvent>,
+    poke: Arc<UdpSocket>,
+) {
+    let mut len = [0u8; 2];
+    loop {
+        if stream.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut frame = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut frame).is_err() {
+            break;
+        }
+        if events.send(TcpEvent::Frame(peer, frame)).is_err() {
+            return;
+        }
+        let _ = poke.send(&[0]);
+    }
+    let _ = events.send(TcpEvent::Closed(peer));
+    let _ = poke.send(&[0]);
+}
+
+/// The network side a worker is built with.
+struct WorkerIo {
+    /// The UDP socket, owned by the worker thread.
+    socket: UdpSocket,
+    /// Announced address:port of the UDP and TCP candidates.
+    candidate_addr: SocketAddr,
+    /// Source address of wake-up datagrams, to drop them.
+    poke_source: SocketAddr,
+    /// ICE-TCP events from the TCP threads.
+    tcp_rx: Receiver<TcpEvent>,
 }
 
 /// Key of a transport inside one worker.
@@ -284,6 +376,10 @@ struct Worker {
     candidate_addr: SocketAddr,
     poke_source: SocketAddr,
     rx: Receiver<WorkerCommand>,
+    /// ICE-TCP frames and connections from the TCP threads.
+    tcp_rx: Receiver<TcpEvent>,
+    /// Writing halves of ICE-TCP connections, by remote address; dropped on close.
+    tcp_conns: HashMap<SocketAddr, TcpStream>,
     initial_bitrate: u64,
     stop: Arc<AtomicBool>,
     transports: HashMap<TKey, Transport>,
@@ -303,13 +399,17 @@ struct Worker {
 impl Worker {
     fn new(
         index: usize,
-        socket: UdpSocket,
-        candidate_addr: SocketAddr,
-        poke_source: SocketAddr,
+        io: WorkerIo,
         rx: Receiver<WorkerCommand>,
         initial_bitrate: u64,
         stop: Arc<AtomicBool>,
     ) -> Self {
+        let WorkerIo {
+            socket,
+            candidate_addr,
+            poke_source,
+            tcp_rx,
+        } = io;
         let now = Instant::now();
         Self {
             index,
@@ -317,6 +417,8 @@ impl Worker {
             candidate_addr,
             poke_source,
             rx,
+            tcp_rx,
+            tcp_conns: HashMap::new(),
             initial_bitrate,
             stop,
             transports: HashMap::new(),
@@ -351,6 +453,20 @@ impl Worker {
                     }
                 }
             }
+            while let Ok(ev) = self.tcp_rx.try_recv() {
+                match ev {
+                    TcpEvent::Opened(peer, stream) => {
+                        self.tcp_conns.insert(peer, stream);
+                    }
+                    TcpEvent::Frame(peer, frame) => {
+                        self.stats.datagrams_in += 1;
+                        self.on_packet(Protocol::Tcp, peer, &frame);
+                    }
+                    TcpEvent::Closed(peer) => {
+                        self.tcp_conns.remove(&peer);
+                    }
+                }
+            }
             let now = Instant::now();
             if now >= self.next_wakeup {
                 self.on_timeouts(now);
@@ -370,7 +486,7 @@ impl Worker {
                         continue;
                     }
                     self.stats.datagrams_in += 1;
-                    self.on_datagram(source, &buf[..n]);
+                    self.on_packet(Protocol::Udp, source, &buf[..n]);
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 // ICMP errors for earlier sends surface here on Linux; nothing to do.
@@ -381,14 +497,14 @@ impl Worker {
 
     // ---------------------------------------------------------------- network input
 
-    fn on_datagram(&mut self, source: SocketAddr, data: &[u8]) {
+    fn on_packet(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) {
         let Ok(contents) = DatagramRecv::try_from(data) else {
             return;
         };
         let input = Input::Receive(
             Instant::now(),
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination: self.candidate_addr,
                 contents,
@@ -520,7 +636,20 @@ impl Worker {
                 }
                 Ok(Output::Transmit(tx)) => {
                     self.stats.datagrams_out += 1;
-                    if let Err(e) = self.socket.send_to(&tx.contents, tx.destination) {
+                    if tx.proto == Protocol::Tcp {
+                        let framed = self.tcp_conns.get_mut(&tx.destination).map(|conn| {
+                            let len = (tx.contents.len() as u16).to_be_bytes();
+                            conn.write_all(&len)
+                                .and_then(|_| conn.write_all(&tx.contents))
+                        });
+                        if let Some(Err(e)) = framed {
+                            debug!(
+                                worker = self.index,
+                                "ICE-TCP write to {}: {e}", tx.destination
+                            );
+                            self.tcp_conns.remove(&tx.destination);
+                        }
+                    } else if let Err(e) = self.socket.send_to(&tx.contents, tx.destination) {
                         debug!(worker = self.index, "send_to {}: {e}", tx.destination);
                     }
                     continue;
@@ -964,14 +1093,18 @@ impl Worker {
         }
         let now = Instant::now();
         let mut rtc = builder.build(now);
-        match Candidate::host(self.candidate_addr, "udp") {
-            Ok(c) => {
-                rtc.add_local_candidate(c);
+        let tcp = Candidate::builder()
+            .tcp()
+            .host(self.candidate_addr)
+            .tcptype(TcpType::Passive)
+            .build();
+        for candidate in [Candidate::host(self.candidate_addr, "udp"), tcp] {
+            match candidate {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!("cannot make a candidate for {}: {e}", self.candidate_addr),
             }
-            Err(e) => warn!(
-                "cannot make a host candidate for {}: {e}",
-                self.candidate_addr
-            ),
         }
         let key = self.next_key;
         self.next_key += 1;
