@@ -97,8 +97,17 @@ impl RoomActor {
     }
 
     fn media(&self, cmd: WorkerCommand) {
+        let teardown = matches!(
+            cmd,
+            WorkerCommand::RemoveRoom { .. } | WorkerCommand::RemovePeer { .. }
+        );
         if let Err(e) = self.worker.send(cmd) {
-            tracing::error!(room = %self.id, "media worker unavailable: {e}");
+            // At shutdown the workers stop before the last rooms close; nothing is lost.
+            if teardown {
+                debug!(room = %self.id, "media worker already gone: {e}");
+            } else {
+                tracing::error!(room = %self.id, "media worker unavailable: {e}");
+            }
         }
     }
 

@@ -36,6 +36,8 @@ use crate::model::{ConsumerInfo, Direction, MediaKind, Source};
 
 /// Longest the loop sleeps without looking at its command queue (commands also wake it).
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Datagrams read before the touched transports are polled.
+const RECV_BATCH: usize = 64;
 /// How often simulcast layers are re-chosen.
 const LAYER_INTERVAL: Duration = Duration::from_millis(500);
 /// How often the active speaker is re-evaluated.
@@ -169,6 +171,27 @@ pub fn spawn(
         },
         thread,
     ))
+}
+
+/// Blocks until `socket` is readable or `timeout` passes. `ppoll` sleeps with high-resolution
+/// timers; a socket read timeout would round up to the kernel tick (4 ms here) and delay
+/// every packet str0m wants sent at a precise time.
+fn wait_readable(socket: &UdpSocket, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `fds` is one valid pollfd for the duration of the call, `ts` a valid timespec,
+    // and no signal mask is passed. An error (EINTR) only shortens the sleep.
+    unsafe {
+        libc::ppoll(&mut fds, 1, &ts, std::ptr::null());
+    }
 }
 
 /// Binds UDP and TCP on the same port, the first free one of the range.
@@ -390,6 +413,8 @@ struct Worker {
     producers: HashMap<ProducerId, Producer>,
     consumers: HashMap<ConsumerId, Consumer>,
     dirty: Vec<TKey>,
+    /// Recv transports to renegotiate after the current batch of commands.
+    to_negotiate: Vec<TKey>,
     next_wakeup: Instant,
     last_layers: Instant,
     last_speaker: Instant,
@@ -429,6 +454,7 @@ impl Worker {
             producers: HashMap::new(),
             consumers: HashMap::new(),
             dirty: Vec::new(),
+            to_negotiate: Vec::new(),
             next_wakeup: now + MAX_SLEEP,
             last_layers: now,
             last_speaker: now,
@@ -438,6 +464,13 @@ impl Worker {
 
     fn run(&mut self) {
         let mut buf = vec![0u8; 2000];
+        if let Err(e) = self.socket.set_nonblocking(true) {
+            tracing::error!(
+                worker = self.index,
+                "cannot make the media socket non-blocking: {e}"
+            );
+            return;
+        }
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 info!(worker = self.index, "media worker stopping");
@@ -453,6 +486,7 @@ impl Worker {
                     }
                 }
             }
+            self.negotiate_pending();
             while let Ok(ev) = self.tcp_rx.try_recv() {
                 match ev {
                     TcpEvent::Opened(peer, stream) => {
@@ -472,25 +506,36 @@ impl Worker {
                 self.on_timeouts(now);
             }
             self.flush();
+            // Take whatever arrived, in a batch, then poll the transports it touched.
+            let mut received = false;
+            for _ in 0..RECV_BATCH {
+                match self.socket.recv_from(&mut buf) {
+                    Ok((n, source)) => {
+                        if source == self.poke_source {
+                            received = true;
+                            continue;
+                        }
+                        self.stats.datagrams_in += 1;
+                        self.on_packet(Protocol::Udp, source, &buf[..n]);
+                        received = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // ICMP errors for earlier sends surface here on Linux; nothing to do.
+                    Err(e) => debug!(worker = self.index, "recv_from: {e}"),
+                }
+            }
+            if received {
+                self.flush();
+                continue;
+            }
+            // Nothing to read: sleep until str0m's next deadline or a datagram (commands
+            // and ICE-TCP frames send a wake-up datagram).
             let sleep = self
                 .next_wakeup
                 .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(1), MAX_SLEEP);
-            // Invariant: the duration is at least 1 ms, and only zero is refused.
-            self.socket
-                .set_read_timeout(Some(sleep))
-                .expect("non-zero read timeout");
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, source)) => {
-                    if source == self.poke_source {
-                        continue;
-                    }
-                    self.stats.datagrams_in += 1;
-                    self.on_packet(Protocol::Udp, source, &buf[..n]);
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                // ICMP errors for earlier sends surface here on Linux; nothing to do.
-                Err(e) => debug!(worker = self.index, "recv_from: {e}"),
+                .min(MAX_SLEEP);
+            if !sleep.is_zero() {
+                wait_readable(&self.socket, sleep);
             }
         }
     }
@@ -1345,8 +1390,22 @@ impl Worker {
         self.negotiate(c.transport);
     }
 
-    /// Starts a new offer on a recv transport when changes wait and none is in flight.
+    /// Marks a recv transport for renegotiation once the queued commands are handled, so
+    /// consumers added together go out in one offer.
     fn negotiate(&mut self, key: TKey) {
+        if !self.to_negotiate.contains(&key) {
+            self.to_negotiate.push(key);
+        }
+    }
+
+    fn negotiate_pending(&mut self) {
+        for key in std::mem::take(&mut self.to_negotiate) {
+            self.negotiate_now(key);
+        }
+    }
+
+    /// Starts a new offer on a recv transport when changes wait and none is in flight.
+    fn negotiate_now(&mut self, key: TKey) {
         let Some(t) = self.transports.get_mut(&key) else {
             return;
         };
