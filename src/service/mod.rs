@@ -254,6 +254,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(port) = config.redirect_port() {
         let target = web::Data::new(tls::RedirectTarget {
             https_port: http_addr.port(),
+            trusted: TrustedProxies::new(config.trusted_proxies()),
         });
         let raddr = format!("{}:{}", config.listening_host, port);
         let redirect = HttpServer::new(move || {

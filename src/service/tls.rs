@@ -65,15 +65,16 @@ pub fn server_config(cert: &str, key: &str) -> Result<rustls::ServerConfig, TlsE
 pub struct RedirectTarget {
     /// The https port (`listeningPort`).
     pub https_port: u16,
+    /// Whose `X-Forwarded-Host` is believed for the target host.
+    pub trusted: super::proxy::TrustedProxies,
 }
 
 /// Every request on the redirect listener: 301 (GET/HEAD) or 308 to the https URL.
 pub async fn redirect(req: HttpRequest, target: web::Data<RedirectTarget>) -> HttpResponse {
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .map(strip_port)
+    let client = target
+        .trusted
+        .resolve(req.peer_addr(), "http", req.headers());
+    let host = Some(strip_port(&client.host))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string());
     let port = if target.https_port == 443 {
