@@ -503,3 +503,86 @@ async fn bad_requests_get_error_replies_and_change_nothing() {
     assert!(h.peer.connected());
     assert_eq!(h.room.send(GetSnapshot).await.unwrap().peers.len(), 2);
 }
+
+#[actix_rt::test]
+async fn random_input_never_breaks_the_peer_or_the_room() {
+    use rand::{Rng, SeedableRng};
+    let mut h = peer_in_room(SLOW).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let methods = [
+        "join",
+        "publish",
+        "recvAnswer",
+        "pauseProducer",
+        "resumeProducer",
+        "closeProducer",
+        "setConsumerPreferences",
+        "requestKeyFrame",
+        "changeDisplayName",
+        "x",
+    ];
+    let values = [
+        "null",
+        "1",
+        "-1",
+        "1e400",
+        "\"\"",
+        "\"v=0\\r\\n\"",
+        "[]",
+        "{}",
+        "true",
+        "\"\\u0000\"",
+        "18446744073709551616",
+        "{\"a\":[[[[[]]]]]}",
+    ];
+    let keys = [
+        "sdp",
+        "producers",
+        "producerId",
+        "consumerId",
+        "width",
+        "height",
+        "displayName",
+        "mid",
+    ];
+    let mut sent = 0;
+    for i in 0..400u64 {
+        let text = match rng.gen_range(0..4) {
+            0 => (0..rng.gen_range(0..64))
+                .map(|_| rng.gen_range(1u8..128) as char)
+                .collect::<String>(),
+            1 => "[".repeat(rng.gen_range(1..300)),
+            _ => {
+                let mut data = String::from("{");
+                for k in 0..rng.gen_range(0..4) {
+                    if k > 0 {
+                        data.push(',');
+                    }
+                    let key = keys[rng.gen_range(0..keys.len())];
+                    let value = values[rng.gen_range(0..values.len())];
+                    data.push_str(&format!("\"{key}\":{value}"));
+                }
+                data.push('}');
+                format!(
+                    r#"{{"type":"request","id":{},"method":"{}","data":{}}}"#,
+                    1000 + i,
+                    methods[rng.gen_range(0..methods.len())],
+                    data
+                )
+            }
+        };
+        h.peer.do_send(ClientText(text));
+        sent += 1;
+    }
+    // Every frame gets exactly one error (or, rarely, success) response, in order.
+    let mut responses = 0;
+    while responses < sent {
+        let t = next_text(&mut h.out).await;
+        if t.contains("\"type\":\"response\"") {
+            responses += 1;
+        }
+    }
+    assert!(h.peer.connected(), "the peer survives garbage");
+    let snap = h.room.send(GetSnapshot).await.unwrap();
+    assert_eq!(snap.peers.len(), 2, "the room is unchanged");
+}
