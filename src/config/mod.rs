@@ -182,7 +182,8 @@ impl Config {
                 continue;
             };
             let path: Vec<String> = rest.split("__").map(screaming_to_camel).collect();
-            let value = typed_env_value(defaults_lookup(&defaults, &path), &raw);
+            let key = path.join(".");
+            let value = typed_env_value(&key, defaults_lookup(&defaults, &path), &raw);
             insert_path(&mut table, &path, value);
             from_env.push(name);
         }
@@ -500,9 +501,16 @@ fn defaults_lookup<'a>(defaults: &'a toml::Table, path: &[String]) -> Option<&'a
     table.get(last)
 }
 
+/// Optional keys (no default) that hold integers; the other optional keys are strings.
+const OPTIONAL_INTEGER_KEYS: &[&str] = &["listeningRedirectPort"];
+
 /// Parses an environment value with the type of the key's default; keys without a default
-/// (the optional ones, all strings) take the text as it is.
-fn typed_env_value(default: Option<&toml::Value>, raw: &str) -> toml::Value {
+/// are integers when listed in [`OPTIONAL_INTEGER_KEYS`], else text as it is.
+fn typed_env_value(key: &str, default: Option<&toml::Value>, raw: &str) -> toml::Value {
+    let default = match default {
+        None if OPTIONAL_INTEGER_KEYS.contains(&key) => Some(&toml::Value::Integer(0)),
+        d => d,
+    };
     match default {
         Some(toml::Value::Integer(_)) => raw
             .trim()
@@ -664,7 +672,10 @@ mod tests {
         let err = e(&[("MM_HTTP_ONLY", "false")]);
         assert!(err.contains("tls.cert"), "{err}");
         let err = e(&[("MM_LISTENING_REDIRECT_PORT", "8080")]);
-        assert!(err.contains("listeningRedirectPort"), "{err}");
+        assert!(
+            err.contains("listeningRedirectPort") && err.contains("httpOnly"),
+            "{err}"
+        );
         // Development accepts a weak secret.
         let ok = Config::load(
             None,

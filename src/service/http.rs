@@ -65,6 +65,10 @@ pub async fn room_page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     RoomId::parse(&path).map_err(|e| HttpError::NotFound(format!("{}: {e}", path.as_str())))?;
+    // During a Redis outage the page is served without a session rather than not at all.
+    if state.redis.state() == RedisState::Unreachable {
+        return Ok(index());
+    }
     if let Err(e) = ensure_session(&session, &state.node) {
         // The page still works without a session (Redis outage): meetings go on.
         tracing::warn!("no session for this page: {e}");

@@ -23,6 +23,22 @@ use crate::config::Config;
 
 type State = HashMap<String, String>;
 
+/// Longest a session operation waits for Redis before giving up.
+const REDIS_TIMEOUT: StdDuration = StdDuration::from_millis(800);
+
+/// Runs a Redis store operation with [`REDIS_TIMEOUT`].
+async fn bounded<T>(
+    op: impl std::future::Future<Output = Result<T, anyhow::Error>>,
+) -> Result<T, anyhow::Error> {
+    tokio::time::timeout(REDIS_TIMEOUT, op)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "Redis did not answer within {REDIS_TIMEOUT:?}"
+            ))
+        })
+}
+
 /// Session storage of this instance.
 #[derive(Clone)]
 pub enum Sessions {
@@ -35,8 +51,8 @@ pub enum Sessions {
 /// Why the session store could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionSetupError {
-    /// Redis did not answer at start-up.
-    #[error("cannot reach Redis at redisUrl {url}: {message}. Start redis-server or fix redisUrl")]
+    /// The Redis URL or pool settings are unusable.
+    #[error("cannot use Redis at redisUrl {url}: {message}. Fix redisUrl")]
     Redis {
         /// The URL (without password).
         url: String,
@@ -46,7 +62,8 @@ pub enum SessionSetupError {
 }
 
 impl Sessions {
-    /// Connects to Redis when configured, else uses memory (and says so).
+    /// Uses Redis when configured, else memory (and says so). Redis need not be up yet:
+    /// `/health` reports 503 until it answers.
     pub async fn from_config(config: &Config) -> Result<Sessions, SessionSetupError> {
         match &config.redis_url {
             None => {
@@ -54,17 +71,27 @@ impl Sessions {
                 Ok(Sessions::Memory(MemorySessionStore::default()))
             }
             Some(url) => {
-                let store = tokio::time::timeout(
-                    StdDuration::from_secs(5),
-                    RedisSessionStore::builder(url.clone()).build(),
-                )
-                .await
-                .map_err(|_| "no answer within 5 s".to_string())
-                .and_then(|r| r.map_err(|e| format!("{e:#}")))
-                .map_err(|message| SessionSetupError::Redis {
+                let setup_err = |message: String| SessionSetupError::Redis {
                     url: redact(url),
                     message,
-                })?;
+                };
+                // A pool rather than one auto-reconnecting connection: during an outage a
+                // request fails at once instead of waiting out reconnect back-off, and the
+                // first request after Redis returns gets a fresh connection.
+                let pool = deadpool_redis::Config::from_url(url.clone())
+                    .builder()
+                    .map_err(|e| setup_err(e.to_string()))?
+                    .max_size(16)
+                    .wait_timeout(Some(REDIS_TIMEOUT))
+                    .create_timeout(Some(REDIS_TIMEOUT))
+                    .recycle_timeout(Some(REDIS_TIMEOUT))
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| setup_err(e.to_string()))?;
+                let store = RedisSessionStore::builder_pooled(pool)
+                    .build()
+                    .await
+                    .map_err(|e| setup_err(format!("{e:#}")))?;
                 info!(redis = %redact(url), "sessions are kept in Redis, shared by every instance");
                 Ok(Sessions::Redis(store))
             }
@@ -136,23 +163,33 @@ impl SessionStore for Sessions {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         match self {
             Sessions::Memory(m) => m.load(key).await,
-            // An unreachable Redis must not break signaling of running meetings: treat the
-            // session as unknown; /health reports the outage.
-            Sessions::Redis(r) => match r.load(key).await {
-                Ok(s) => Ok(s),
-                Err(LoadError::Other(e)) => {
-                    warn!("session store unavailable: {e:#}");
-                    Ok(None)
+            // An unreachable Redis must not break pages or signaling of running meetings:
+            // the session counts as unknown; /health reports the outage.
+            Sessions::Redis(r) => {
+                let loaded = bounded(async {
+                    match r.load(key).await {
+                        Err(LoadError::Other(e)) => Err(e),
+                        other => Ok(other),
+                    }
+                })
+                .await;
+                match loaded {
+                    Ok(result) => result,
+                    Err(e) => {
+                        warn!("session store unavailable: {e:#}");
+                        Ok(None)
+                    }
                 }
-                Err(e) => Err(e),
-            },
+            }
         }
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         match self {
             Sessions::Memory(m) => m.save(state, ttl).await,
-            Sessions::Redis(r) => r.save(state, ttl).await,
+            Sessions::Redis(r) => bounded(async { Ok(r.save(state, ttl).await) })
+                .await
+                .unwrap_or_else(|e| Err(SaveError::Other(e))),
         }
     }
 
@@ -164,21 +201,23 @@ impl SessionStore for Sessions {
     ) -> Result<SessionKey, UpdateError> {
         match self {
             Sessions::Memory(m) => m.update(key, state, ttl).await,
-            Sessions::Redis(r) => r.update(key, state, ttl).await,
+            Sessions::Redis(r) => bounded(async { Ok(r.update(key, state, ttl).await) })
+                .await
+                .unwrap_or_else(|e| Err(UpdateError::Other(e))),
         }
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         match self {
             Sessions::Memory(m) => m.update_ttl(key, ttl).await,
-            Sessions::Redis(r) => r.update_ttl(key, ttl).await,
+            Sessions::Redis(r) => bounded(r.update_ttl(key, ttl)).await,
         }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         match self {
             Sessions::Memory(m) => m.delete(key).await,
-            Sessions::Redis(r) => r.delete(key).await,
+            Sessions::Redis(r) => bounded(r.delete(key)).await,
         }
     }
 }

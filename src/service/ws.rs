@@ -23,9 +23,6 @@ pub async fn connect(
 ) -> Result<HttpResponse, actix_web::Error> {
     let room =
         RoomId::parse(&path).map_err(|e| actix_web::error::ErrorBadRequest(e.to_string()))?;
-    if state.is_draining() {
-        return Ok(HttpResponse::ServiceUnavailable().body("this instance is draining"));
-    }
     let (response, mut session, stream) = actix_ws::handle(&req, body)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let peer_id = PeerId::random();
