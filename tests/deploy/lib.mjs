@@ -513,7 +513,7 @@ function mustReplace(text, re, to, file) {
 }
 
 /** nginx with deploy/nginx.example.conf in front of `upstreams` (two ports). */
-export async function startNginx(t, dir, { upstreams, cert, key }) {
+export async function startNginx(t, dir, { upstreams, cert, key, wsReadTimeout }) {
   const bin = requireTool('nginx', 'nginx');
   const httpPort = await freePort();
   const httpsPort = await freePort();
@@ -528,6 +528,7 @@ export async function startNginx(t, dir, { upstreams, cert, key }) {
   site = mustReplace(site, /server 127\.0\.0\.1:3444\b/g, `server 127.0.0.1:${upstreams[1]}`, file);
   site = mustReplace(site, /ssl_certificate\s+\S+;/g, `ssl_certificate     ${cert};`, file);
   site = mustReplace(site, /ssl_certificate_key\s+\S+;/g, `ssl_certificate_key ${key};`, file);
+  if (wsReadTimeout) site = mustReplace(site, /proxy_read_timeout\s+3600s;/g, `proxy_read_timeout ${wsReadTimeout};`, file);
   fs.writeFileSync(path.join(ndir, 'site.conf'), site);
   const asRoot = process.getuid?.() === 0;
   const conf = `
