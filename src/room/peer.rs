@@ -17,6 +17,7 @@ use super::RoomActor;
 use crate::ids::{PeerId, ProducerId, RoomId};
 use crate::model::ProducerInfo;
 use crate::sfu::messages::NewProducer;
+use crate::sfu::messages::Reply;
 use crate::sfu::{MediaError, MediaEvent, WorkerCommand, WorkerHandle};
 use crate::signaling::protocol::{JoinRequest, PublishedTrack};
 use crate::signaling::{
@@ -164,86 +165,69 @@ impl PeerActor {
                 self.publish(id, sdp, producers, room, worker, ctx)
             }
             ClientRequest::RecvAnswer { sdp } => {
-                let fut = async move {
-                    worker
-                        .request(|reply| WorkerCommand::RecvAnswer {
-                            peer,
-                            answer: sdp,
-                            reply,
-                        })
-                        .await
-                        .map(|_| json!({}))
-                        .map_err(media_error)
-                };
-                self.respond_later(id, fut, ctx);
+                self.ack_media(id, worker, ctx, move |reply| WorkerCommand::RecvAnswer {
+                    peer,
+                    answer: sdp,
+                    reply,
+                })
             }
-            ClientRequest::PauseProducer { producer_id } => {
-                self.set_paused(id, producer_id, true, room, ctx)
-            }
-            ClientRequest::ResumeProducer { producer_id } => {
-                self.set_paused(id, producer_id, false, room, ctx)
-            }
+            ClientRequest::PauseProducer { producer_id } => self.ack_room(
+                id,
+                room,
+                SetProducerPaused {
+                    peer,
+                    producer: producer_id,
+                    paused: true,
+                },
+                ctx,
+            ),
+            ClientRequest::ResumeProducer { producer_id } => self.ack_room(
+                id,
+                room,
+                SetProducerPaused {
+                    peer,
+                    producer: producer_id,
+                    paused: false,
+                },
+                ctx,
+            ),
             ClientRequest::CloseProducer { producer_id } => {
                 self.producers.retain(|_, p| *p != producer_id);
-                let fut = async move {
-                    room.send(CloseProducer {
-                        peer,
-                        producer: producer_id,
-                    })
-                    .await
-                    .map_err(mailbox_error)?
-                    .map(|_| json!({}))
-                    .map_err(room_error)
+                let msg = CloseProducer {
+                    peer,
+                    producer: producer_id,
                 };
-                self.respond_later(id, fut, ctx);
+                self.ack_room(id, room, msg, ctx)
             }
             ClientRequest::SetConsumerPreferences {
                 consumer_id,
                 width,
                 height,
-            } => {
-                let fut = async move {
-                    worker
-                        .request(|reply| WorkerCommand::SetConsumerPreferences {
-                            peer,
-                            consumer: consumer_id,
-                            width,
-                            height,
-                            reply,
-                        })
-                        .await
-                        .map(|_| json!({}))
-                        .map_err(media_error)
-                };
-                self.respond_later(id, fut, ctx);
-            }
+            } => self.ack_media(id, worker, ctx, move |reply| {
+                WorkerCommand::SetConsumerPreferences {
+                    peer,
+                    consumer: consumer_id,
+                    width,
+                    height,
+                    reply,
+                }
+            }),
             ClientRequest::RequestKeyFrame { consumer_id } => {
-                let fut = async move {
-                    worker
-                        .request(|reply| WorkerCommand::RequestKeyFrame {
-                            peer,
-                            consumer: consumer_id,
-                            reply,
-                        })
-                        .await
-                        .map(|_| json!({}))
-                        .map_err(media_error)
-                };
-                self.respond_later(id, fut, ctx);
+                self.ack_media(id, worker, ctx, move |reply| {
+                    WorkerCommand::RequestKeyFrame {
+                        peer,
+                        consumer: consumer_id,
+                        reply,
+                    }
+                })
             }
             ClientRequest::ChangeDisplayName { display_name } => {
-                let display_name = match valid_display_name(&display_name) {
-                    Ok(n) => n,
-                    Err(e) => return self.reply(id, Err(e)),
-                };
-                let fut = async move {
-                    room.send(ChangeDisplayName { peer, display_name })
-                        .await
-                        .map_err(mailbox_error)?
-                        .map(|_| json!({}))
-                        .map_err(room_error)
-                };
-                self.respond_later(id, fut, ctx);
+                match valid_display_name(&display_name) {
+                    Ok(display_name) => {
+                        self.ack_room(id, room, ChangeDisplayName { peer, display_name }, ctx)
+                    }
+                    Err(e) => self.reply(id, Err(e)),
+                }
             }
             ClientRequest::Leave {} => {
                 self.reply(id, Ok(json!({})));
@@ -251,6 +235,40 @@ impl PeerActor {
                 ctx.stop();
             }
         }
+    }
+
+    /// Sends a media-worker request and answers `{}` or its error.
+    fn ack_media(
+        &mut self,
+        id: RequestId,
+        worker: WorkerHandle,
+        ctx: &mut Context<Self>,
+        make: impl FnOnce(Reply<()>) -> WorkerCommand + 'static,
+    ) {
+        let fut = async move {
+            worker
+                .request(make)
+                .await
+                .map(|_| json!({}))
+                .map_err(media_error)
+        };
+        self.respond_later(id, fut, ctx);
+    }
+
+    /// Sends a room request and answers `{}` or its error.
+    fn ack_room<M>(&mut self, id: RequestId, room: Addr<RoomActor>, msg: M, ctx: &mut Context<Self>)
+    where
+        M: Message<Result = Result<(), RoomError>> + Send + 'static,
+        RoomActor: Handler<M>,
+    {
+        let fut = async move {
+            room.send(msg)
+                .await
+                .map_err(mailbox_error)?
+                .map(|_| json!({}))
+                .map_err(room_error)
+        };
+        self.respond_later(id, fut, ctx);
     }
 
     /// Runs `fut` with the actor paused (requests are answered in order) and replies.
@@ -434,29 +452,6 @@ impl PeerActor {
                 .collect();
             act.reply(id, Ok(json!({"sdp": answer, "producers": ids})));
         }));
-    }
-
-    fn set_paused(
-        &mut self,
-        id: RequestId,
-        producer: ProducerId,
-        paused: bool,
-        room: Addr<RoomActor>,
-        ctx: &mut Context<Self>,
-    ) {
-        let peer = self.id.clone();
-        let fut = async move {
-            room.send(SetProducerPaused {
-                peer,
-                producer,
-                paused,
-            })
-            .await
-            .map_err(mailbox_error)?
-            .map(|_| json!({}))
-            .map_err(room_error)
-        };
-        self.respond_later(id, fut, ctx);
     }
 }
 
