@@ -7,6 +7,7 @@
 //! - [`speaker`]: active speaker detection;
 //! - [`messages`]: commands in, events out.
 
+pub mod batch;
 pub mod messages;
 pub mod simulcast;
 pub mod speaker;
