@@ -1,0 +1,108 @@
+//! Smoke test of the load generator (`multiparty-meeting-load`): it starts our server binary,
+//! runs 1 room x 1 publisher x 3 subscribers for 3 seconds and writes its JSON report; the
+//! report must be internally consistent. A check that the tool works, not a benchmark.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn num(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} is missing or not a number in {v:#}"))
+}
+
+#[test]
+fn one_publisher_three_subscribers() {
+    let out: PathBuf = std::env::temp_dir().join(format!(
+        "loadgen-smoke-{}-{}.json",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let started = Instant::now();
+    let run = Command::new(env!("CARGO_BIN_EXE_multiparty-meeting-load"))
+        .args(["--spawn-server", env!("CARGO_BIN_EXE_multiparty-meeting")])
+        .args(["--rooms", "1", "--publishers", "1", "--subscribers", "3"])
+        .args([
+            "--duration-secs",
+            "3",
+            "--warmup-secs",
+            "1",
+            "--join-timeout-secs",
+            "8",
+        ])
+        .args(["--video-bitrate", "300k", "--quiet", "--json"])
+        .arg(&out)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the load generator runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "load generator failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the smoke run took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stdout.contains("egress pkts / server CPU-s"),
+        "human table on stdout: {stdout}"
+    );
+    let text = std::fs::read_to_string(&out).expect("JSON report written");
+    let _ = std::fs::remove_file(&out);
+    let doc: Value = serde_json::from_str(&text).expect("JSON report parses");
+    let t = doc
+        .pointer("/targets/0")
+        .unwrap_or_else(|| panic!("one target in {doc:#}"));
+    let ctx = format!("{t:#}\n{stderr}");
+
+    assert_eq!(num(t, "/subscribers"), 3.0, "{ctx}");
+    assert_eq!(num(t, "/subscribers_with_media"), 3.0, "{ctx}");
+    assert_eq!(num(t, "/join_failures"), 0.0, "{ctx}");
+    assert!(
+        t["errors"].as_array().is_some_and(|e| e.is_empty()),
+        "{ctx}"
+    );
+    let window = num(t, "/window_secs");
+    assert!((2.5..6.0).contains(&window), "window {window}: {ctx}");
+
+    let subs = t["per_subscriber"].as_array().expect("per_subscriber");
+    assert_eq!(subs.len(), 3, "{ctx}");
+    let mut total = 0.0;
+    for s in subs {
+        let packets = num(s, "/packets");
+        assert!(packets > 0.0, "every subscriber receives: {ctx}");
+        assert_eq!(
+            num(s, "/audio_packets") + num(s, "/video_packets"),
+            packets,
+            "audio + video = all: {ctx}"
+        );
+        assert!(num(s, "/bytes") > packets, "bytes counted: {ctx}");
+        assert!(num(s, "/loss_pct") < 5.0, "loss: {ctx}");
+        assert!(num(s, "/frames_expected") > 0.0, "frames counted: {ctx}");
+        assert!(num(s, "/frame_loss_pct") < 5.0, "frame loss: {ctx}");
+        assert!(num(s, "/join_ms") > 0.0, "join time: {ctx}");
+        total += packets;
+    }
+    assert_eq!(num(t, "/rx_packets"), total, "totals add up: {ctx}");
+    assert!(num(t, "/loss_pct") < 5.0, "{ctx}");
+    // 3 subscribers x (50 audio + >= 30 video packets/s): far more than 100 a second.
+    assert!(num(t, "/rx_pps") > 100.0, "{ctx}");
+
+    for p in ["/latency_ms", "/latency_audio_ms", "/latency_video_ms"] {
+        let count = num(t, &format!("{p}/count"));
+        let (p50, p99) = (num(t, &format!("{p}/p50")), num(t, &format!("{p}/p99")));
+        assert!(count > 0.0, "{p} samples: {ctx}");
+        assert!(p50 >= 0.0 && p50 <= p99, "{p} ordered: {ctx}");
+    }
+    assert!(num(t, "/join_ms/p50") > 0.0, "{ctx}");
+    assert!(num(t, "/server/cpu_seconds") > 0.0, "{ctx}");
+    assert!(num(t, "/server/rss_after_bytes") > 0.0, "{ctx}");
+    assert!(num(t, "/server/egress_pps_per_cpu_second") > 0.0, "{ctx}");
+}
