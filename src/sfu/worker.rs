@@ -130,6 +130,24 @@ pub fn spawn(
 ) -> std::io::Result<(WorkerHandle, JoinHandle<()>)> {
     let (socket, listener) = bind_in_range(settings.listen_ip, settings.port_range)?;
     let local_addr = socket.local_addr()?;
+    let (rcv, snd) = (
+        grow_buffer(&socket, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE),
+        grow_buffer(&socket, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE),
+    );
+    if rcv < SOCKET_BUFFER {
+        warn!(
+            worker = index,
+            bytes = rcv,
+            "the media socket's receive buffer stays small; bursts may be dropped. Raise \
+             net.core.rmem_max (sysctl) to at least {SOCKET_BUFFER} or run with CAP_NET_ADMIN"
+        );
+    }
+    debug!(
+        worker = index,
+        receive = rcv,
+        send = snd,
+        "media socket buffers"
+    );
     let poke_ip = if settings.listen_ip.is_unspecified() {
         match settings.listen_ip {
             IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
@@ -175,6 +193,46 @@ pub fn spawn(
         },
         thread,
     ))
+}
+
+/// Socket buffer the media sockets ask for: a few hundred milliseconds of a busy worker's
+/// traffic, so join bursts and scheduling hiccups do not drop datagrams.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`] bytes (beyond `net.core.*mem_max` when privileged); returns what
+/// the kernel granted (it reports twice the usable size).
+fn grow_buffer(socket: &UdpSocket, opt: libc::c_int, force: libc::c_int) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let want = SOCKET_BUFFER as libc::c_int;
+    let set = |name: libc::c_int| {
+        // SAFETY: `fd` is an open socket; the value is a c_int of the given size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                &want as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(force) != 0 {
+        set(opt);
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `got` and `len` are valid for writes of the sizes given.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &mut got as *mut _ as *mut libc::c_void,
+            &mut len,
+        );
+    }
+    usize::try_from(got).unwrap_or(0) / 2
 }
 
 /// Blocks until `socket` is readable or `timeout` passes. `ppoll` sleeps with high-resolution
@@ -379,7 +437,8 @@ struct Consumer {
 
 struct PeerMedia {
     room: RoomId,
-    send: TKey,
+    /// Created at the first publish: a receive-only participant costs one transport.
+    send: Option<TKey>,
     recv: TKey,
     /// Owned until `RemovePeer`.
     events: Recipient<MediaEvent>,
@@ -1056,13 +1115,12 @@ impl Worker {
                 if self.peers.contains_key(&peer) {
                     return;
                 }
-                let send = self.add_transport(&peer, Direction::Send);
                 let recv = self.add_transport(&peer, Direction::Recv);
                 self.peers.insert(
                     peer,
                     PeerMedia {
                         room,
-                        send,
+                        send: None,
                         recv,
                         events,
                     },
@@ -1221,7 +1279,7 @@ impl Worker {
         for cid in theirs {
             self.close_consumer(&cid);
         }
-        for key in [pm.send, pm.recv] {
+        for key in pm.send.into_iter().chain([pm.recv]) {
             if let Some(mut t) = self.transports.remove(&key) {
                 for r in t.remotes.drain() {
                     self.routes.remove(&r);
@@ -1245,9 +1303,19 @@ impl Worker {
             .peers
             .get(peer)
             .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
-        let (key, room) = (pm.send, pm.room.clone());
+        let (send, room) = (pm.send, pm.room.clone());
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let key = match send {
+            Some(key) => key,
+            None => {
+                let key = self.add_transport(peer, Direction::Send);
+                if let Some(pm) = self.peers.get_mut(peer) {
+                    pm.send = Some(key);
+                }
+                key
+            }
+        };
         let t = self
             .transports
             .get_mut(&key)
