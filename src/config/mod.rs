@@ -401,6 +401,7 @@ impl Config {
             return Vec::new();
         }
         if self.trust_proxy.is_empty() {
+            // Invariant: both literals parse; the tests below exercise them.
             return vec![
                 parse_net("127.0.0.0/8").expect("literal CIDR"),
                 parse_net("::1").expect("literal address"),
