@@ -80,12 +80,20 @@ pub struct Demand {
     pub layers: Vec<(u64, Option<u32>)>,
     /// Displayed height in device pixels; `Some(0)` = hidden; `None` = unknown.
     pub display_height: Option<u32>,
+    /// Index of the layer chosen last time, if any.
+    pub current: Option<usize>,
 }
+
+/// Share of the budget an upgrade may use: a layer is only taken when it fits with 15 %
+/// headroom, while a layer already forwarded is kept as long as it fits at all. Estimates
+/// fluctuate; without this gap every wobble would switch layers and cost a keyframe.
+pub const UPGRADE_HEADROOM: f64 = 0.85;
 
 /// Picks a layer index for each consumer sharing `budget` bits per second: every visible
 /// consumer gets its smallest layer first, then consumers are upgraded in turn while the
 /// budget allows and the next layer is not larger than needed for the displayed size.
-/// `None` = send nothing (hidden, or no layer available).
+/// Layers already forwarded are kept while they fit the whole budget; going above them
+/// needs [`UPGRADE_HEADROOM`]. `None` = send nothing (hidden, or no layer available).
 pub fn choose_layers(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
     let mut chosen: Vec<Option<usize>> = demands
         .iter()
@@ -102,6 +110,7 @@ pub fn choose_layers(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
         .zip(&chosen)
         .filter_map(|(d, c)| c.map(|i| d.layers[i].0))
         .sum();
+    let upgrade_budget = (budget as f64 * UPGRADE_HEADROOM) as u64;
     loop {
         let mut upgraded = false;
         for (d, c) in demands.iter().zip(chosen.iter_mut()) {
@@ -117,7 +126,12 @@ pub fn choose_layers(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
                 }
             }
             let extra = d.layers[next].0.saturating_sub(d.layers[i].0);
-            if spent + extra <= budget {
+            let limit = if d.current.is_some_and(|cur| next <= cur) {
+                budget
+            } else {
+                upgrade_budget
+            };
+            if spent + extra <= limit {
                 spent += extra;
                 *c = Some(next);
                 upgraded = true;
@@ -153,6 +167,7 @@ mod tests {
                 (1_500_000, Some(720)),
             ],
             display_height: display,
+            current: None,
         }
     }
 
@@ -182,6 +197,35 @@ mod tests {
         // Too little for anything above l: stay at l rather than send nothing.
         let got = choose_layers(100_000, &[demand(None), demand(None)]);
         assert_eq!(got, vec![Some(0), Some(0)]);
+    }
+
+    #[test]
+    fn a_forwarded_layer_is_kept_until_it_no_longer_fits() {
+        // Going from m to h needs 1.5M + 15 % headroom...
+        let fresh = choose_layers(1_600_000, &[demand(None)]);
+        assert_eq!(
+            fresh,
+            vec![Some(1)],
+            "1.6 Mbps is too tight to upgrade to h"
+        );
+        // ...but a subscriber already on h keeps it at the same estimate.
+        let kept = choose_layers(
+            1_600_000,
+            &[Demand {
+                current: Some(2),
+                ..demand(None)
+            }],
+        );
+        assert_eq!(kept, vec![Some(2)]);
+        // Below the layer's own rate it goes down.
+        let dropped = choose_layers(
+            1_400_000,
+            &[Demand {
+                current: Some(2),
+                ..demand(None)
+            }],
+        );
+        assert_eq!(dropped, vec![Some(1)]);
     }
 
     #[test]

@@ -1049,12 +1049,17 @@ impl Worker {
                 .map(|l| (effective_bitrate(l), l.height))
                 .collect();
             desired += layers.last().map(|l| l.0).unwrap_or(0);
+            let current = c
+                .target
+                .as_ref()
+                .and_then(|rid| active.iter().position(|l| &l.rid == rid));
             simulcast.push((
                 cid.clone(),
                 active.iter().map(|l| l.rid.clone()).collect(),
                 Demand {
                     layers,
                     display_height: c.display_height,
+                    current,
                 },
             ));
         }
