@@ -44,13 +44,7 @@ impl Session {
 
 /// Runs participant `part` until shutdown; errors are recorded in the tracker.
 pub async fn participant(ctx: Arc<Ctx>, part: usize) {
-    let mut conns = Vec::new();
-    if let Err(e) = run(&ctx, part, &mut conns).await {
-        ctx.tracker.fail(part, format!("{e:#}"));
-    }
-    for c in conns {
-        ctx.engine.close(c);
-    }
+    crate::scenario::drive(ctx, part, run).await;
 }
 
 async fn run(ctx: &Ctx, part: usize, conns: &mut Vec<ConnId>) -> anyhow::Result<()> {

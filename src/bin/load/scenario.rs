@@ -129,3 +129,18 @@ pub struct Ctx {
     /// Room names (ours) or numbers as text (Janus), by room index.
     pub rooms: Vec<String>,
 }
+
+/// Runs one participant with `run` (one per signaling dialect), records its error in the
+/// tracker, and closes the connections it opened.
+pub async fn drive<F>(ctx: Arc<Ctx>, part: usize, run: F)
+where
+    F: AsyncFnOnce(&Ctx, usize, &mut Vec<crate::engine::ConnId>) -> anyhow::Result<()>,
+{
+    let mut conns = Vec::new();
+    if let Err(e) = run(&ctx, part, &mut conns).await {
+        ctx.tracker.fail(part, format!("{e:#}"));
+    }
+    for c in conns {
+        ctx.engine.close(c);
+    }
+}
