@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use multiparty_meeting::client::{Client, ConsumerStats, Kind, PublishSpec, RecvOffer, Response};
+use multiparty_meeting::client::{
+    Client, ConsumerStats, Kind, PublishSpec, PublishedTrack, RecvOffer, Response,
+};
 use multiparty_meeting::{server, Config};
 use serde_json::json;
 
@@ -45,24 +47,49 @@ fn error_code(resp: &Response) -> Option<&str> {
     resp.error.as_ref().map(|e| e.code.as_str())
 }
 
-#[actix_rt::test]
-async fn publisher_media_reaches_subscriber() {
+/// A running server, Alice publishing mic and webcam, then Bob joined (receive only).
+struct Meeting {
+    srv: server::RunningServer,
+    base: String,
+    alice: Client,
+    published: Vec<PublishedTrack>,
+    bob: Client,
+}
+
+async fn alice_publishes_then_bob_joins(room: &str) -> Meeting {
     init_logs();
     let srv = server::start(Config::for_tests())
         .await
         .expect("server starts");
     let base = format!("http://{}", srv.http_addr);
-
-    let mut alice = Client::connect(&base, "forward", "Alice")
+    let mut alice = Client::connect(&base, room, "Alice")
         .await
         .expect("Alice joins");
     let published = alice
         .publish(PublishSpec::audio_video())
         .await
         .expect("Alice publishes mic and webcam");
-    let bob = Client::connect(&base, "forward", "Bob")
+    let bob = Client::connect(&base, room, "Bob")
         .await
         .expect("Bob joins");
+    Meeting {
+        srv,
+        base,
+        alice,
+        published,
+        bob,
+    }
+}
+
+#[actix_rt::test]
+async fn publisher_media_reaches_subscriber() {
+    let Meeting {
+        srv,
+        alice,
+        published,
+        bob,
+        ..
+    } = alice_publishes_then_bob_joins("forward").await;
 
     // docs/protocol.md lets the server add consumers over several offers (one per answer
     // round trip), so collect them until both of Alice's producers are covered.
@@ -185,22 +212,9 @@ async fn late_joiner_receives_existing_producers() {
 
 #[actix_rt::test]
 async fn leaving_publisher_closes_consumers() {
-    init_logs();
-    let srv = server::start(Config::for_tests())
-        .await
-        .expect("server starts");
-    let base = format!("http://{}", srv.http_addr);
-
-    let mut alice = Client::connect(&base, "leave", "Alice")
-        .await
-        .expect("Alice joins");
-    alice
-        .publish(PublishSpec::audio_video())
-        .await
-        .expect("Alice publishes mic and webcam");
-    let bob = Client::connect(&base, "leave", "Bob")
-        .await
-        .expect("Bob joins");
+    let Meeting {
+        srv, alice, bob, ..
+    } = alice_publishes_then_bob_joins("leave").await;
     let stats = bob
         .wait_for(MEDIA_TIMEOUT, "audio and video frames from Alice", |s| {
             has_media_from(s, alice.peer_id(), 5)
@@ -248,22 +262,13 @@ async fn leaving_publisher_closes_consumers() {
 
 #[actix_rt::test]
 async fn malformed_messages_get_error_replies() {
-    init_logs();
-    let srv = server::start(Config::for_tests())
-        .await
-        .expect("server starts");
-    let base = format!("http://{}", srv.http_addr);
-
-    let mut alice = Client::connect(&base, "garbage", "Alice")
-        .await
-        .expect("Alice joins");
-    alice
-        .publish(PublishSpec::audio_video())
-        .await
-        .expect("Alice publishes mic and webcam");
-    let bob = Client::connect(&base, "garbage", "Bob")
-        .await
-        .expect("Bob joins");
+    let Meeting {
+        srv,
+        base,
+        alice,
+        bob,
+        ..
+    } = alice_publishes_then_bob_joins("garbage").await;
     let mallory = Client::connect(&base, "garbage", "Mallory")
         .await
         .expect("Mallory joins");

@@ -64,6 +64,19 @@ fn room(max_users: usize, close_delay: Duration) -> Addr<RoomActor> {
     .start()
 }
 
+fn registry(close_delay: Duration) -> Addr<RegistryActor> {
+    RegistryActor::new(
+        crate::ids::NodeId::random(),
+        media(),
+        RoomSettings {
+            max_users: 0,
+            close_delay,
+        },
+        Arc::new(InMemoryDirectory::default()),
+    )
+    .start()
+}
+
 async fn join(room: &Addr<RoomActor>, name: &str) -> (PeerId, Recorder, Joined) {
     let rec = Recorder::default();
     let addr = rec.clone().start();
@@ -293,17 +306,7 @@ async fn leaving_removes_the_peer_its_producers_and_consumers() {
 
 #[actix_rt::test]
 async fn an_empty_room_closes_after_the_delay_and_reopens_fresh() {
-    let plane = media();
-    let registry = RegistryActor::new(
-        crate::ids::NodeId::random(),
-        plane,
-        RoomSettings {
-            max_users: 0,
-            close_delay: Duration::from_millis(150),
-        },
-        Arc::new(InMemoryDirectory::default()),
-    )
-    .start();
+    let registry = registry(Duration::from_millis(150));
     let id = RoomId::parse("closing").unwrap();
     let first = registry
         .send(GetRoom { room: id.clone() })
@@ -340,17 +343,7 @@ struct PeerHarness {
 }
 
 async fn peer_in_room(heartbeat: Heartbeat) -> PeerHarness {
-    let plane = media();
-    let registry = RegistryActor::new(
-        crate::ids::NodeId::random(),
-        plane,
-        RoomSettings {
-            max_users: 0,
-            close_delay: Duration::from_secs(5),
-        },
-        Arc::new(InMemoryDirectory::default()),
-    )
-    .start();
+    let registry = registry(Duration::from_secs(5));
     let id = RoomId::parse("exits").unwrap();
     let room = registry
         .send(GetRoom { room: id.clone() })
@@ -509,18 +502,13 @@ async fn random_input_never_breaks_the_peer_or_the_room() {
     use rand::{Rng, SeedableRng};
     let mut h = peer_in_room(SLOW).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let methods = [
-        "join",
-        "publish",
-        "recvAnswer",
-        "pauseProducer",
-        "resumeProducer",
-        "closeProducer",
-        "setConsumerPreferences",
-        "requestKeyFrame",
-        "changeDisplayName",
-        "x",
-    ];
+    // Every method of the protocol but `leave` (which would end the test), and an unknown one.
+    let methods: Vec<&str> = crate::signaling::protocol::METHODS
+        .iter()
+        .copied()
+        .filter(|m| *m != "leave")
+        .chain(["x"])
+        .collect();
     let values = [
         "null",
         "1",

@@ -152,7 +152,7 @@ pub enum ClientRequest {
 }
 
 /// Method names of [`ClientRequest`], to tell an unknown method from bad data.
-const METHODS: &[&str] = &[
+pub(crate) const METHODS: &[&str] = &[
     "join",
     "publish",
     "recvAnswer",
