@@ -143,6 +143,40 @@ mod tests {
         assert!(matches!(RoomId::parse("ws"), Err(RoomIdError::Reserved(_))));
     }
 
+    /// The names quoted between backticks or quotes in `text` after `marker`, up to `end`.
+    fn quoted_names(text: &str, marker: &str, end: &str) -> Vec<String> {
+        let start = text.find(marker).expect("marker present") + marker.len();
+        let rest = &text[start..];
+        let rest = &rest[..rest.find(end).expect("end present")];
+        rest.split(['`', '\''])
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn web_client_and_protocol_doc_reserve_the_same_room_names() {
+        let ours: Vec<String> = RESERVED_ROOM_NAMES.iter().map(|s| s.to_string()).collect();
+        let js = include_str!("../static/js/rooms.js");
+        assert_eq!(
+            quoted_names(js, "RESERVED_ROOM_NAMES = [", "]"),
+            ours,
+            "static/js/rooms.js disagrees with RESERVED_ROOM_NAMES"
+        );
+        let doc = include_str!("../docs/protocol.md");
+        assert_eq!(
+            quoted_names(doc, "reserved room names:", ";"),
+            ours,
+            "docs/protocol.md disagrees with RESERVED_ROOM_NAMES"
+        );
+        assert!(
+            doc.contains("may not start with a dot") && js.contains("startsWith('.')"),
+            "the leading-dot rule is documented and applied by the web client"
+        );
+        assert!(matches!(RoomId::parse(".x"), Err(RoomIdError::Reserved(_))));
+    }
+
     #[test]
     fn random_ids_differ_and_carry_their_prefix() {
         let a = PeerId::random();

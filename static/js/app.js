@@ -2,10 +2,9 @@
 
 import { Signaling, Backoff, roomSocketUrl, PROTOCOL_VERSION } from './signaling.js';
 import { SendTransport, RecvTransport, getLocalTracks, getMicTrack, getCamTrack, listDevices } from './media.js';
+import { roomNameProblem } from './rooms.js';
 import { $, showScreen, setConnectionState, Grid, renderParticipants, setToggle, setNotice, toast, fillSelect } from './ui.js';
 
-const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
-const RESERVED_ROOMS = new Set(['ws', 'static', 'health', 'metrics']);
 const FATAL_JOIN_ERRORS = new Set(['unsupportedVersion', 'roomFull', 'badRequest']);
 const SELF = 'self'; // grid key of our own tiles; their data-peer-id carries the real peerId
 const NAME_KEY = 'mm.displayName';
@@ -83,8 +82,9 @@ window.meeting = meeting;
 
 function boot() {
   if (!roomId) return showHome();
-  if (!ROOM_RE.test(roomId) || RESERVED_ROOMS.has(roomId)) {
-    return showHome(`"${roomId}" is not a valid room name: use 1-64 letters, digits, - _ . (not ws, static, health, metrics).`);
+  const problem = roomNameProblem(roomId);
+  if (problem) {
+    return showHome(`"${roomId}" is not a valid room name: ${problem}.`);
   }
   document.title = `${roomId} · Meeting`;
   const name = (params.get('displayName') || localStorage.getItem(NAME_KEY) || '').trim().slice(0, 64);
@@ -98,13 +98,14 @@ function boot() {
 function showHome(error = '') {
   showScreen('home');
   const input = $('#room-input');
-  input.value = roomId && ROOM_RE.test(roomId) ? '' : randomRoomName();
+  input.value = roomId && !roomNameProblem(roomId) ? '' : randomRoomName();
   setNotice($('#home-error'), error, 'error');
   $('#home-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const room = input.value.trim();
-    if (!ROOM_RE.test(room) || RESERVED_ROOMS.has(room)) {
-      setNotice($('#home-error'), 'Use 1-64 letters, digits, - _ . (not ws, static, health, metrics).', 'error');
+    const problem = roomNameProblem(room);
+    if (problem) {
+      setNotice($('#home-error'), `Not a room name: ${problem}.`, 'error');
       return;
     }
     location.assign(`/${encodeURIComponent(room)}`);
