@@ -11,7 +11,8 @@
 //!   forwarding, simulcast layer choice, active speaker.
 //! - [`routing`]: which instance hosts which room (in memory today).
 //! - [`config`]: defaults, file, environment, validation.
-//! - [`client`]: a Rust signaling + WebRTC client for tests and load generation.
+//! - [`client`]: a Rust signaling + WebRTC client for the integration tests (the load
+//!   generator in `src/bin/load/` has its own, many-connections-per-thread engine).
 //! - [`ids`], [`model`]: typed ids and the descriptions shared by the layers.
 
 pub mod client;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Errors returned by the test/load-generator client.
+/// Errors returned by the test client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The base URL was not `http://host:port` or `https://host:port`, or the room name is empty.

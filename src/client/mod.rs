@@ -1,6 +1,7 @@
 //! A headless meeting participant speaking docs/protocol.md over WebSocket and WebRTC (str0m):
 //! joins a room, publishes synthetic Opus/VP8 media, receives and counts forwarded media.
-//! Used by the integration tests and meant for a load generator (many clients per process).
+//! Used by the integration tests. (The load generator, `src/bin/load/`, drives many
+//! connections per thread with its own engine instead.)
 //!
 //! Threads and tasks per client: a WebSocket reader, writer and recv-negotiator (tokio tasks,
 //! so `Client` must be used inside a tokio runtime, e.g. `#[actix_rt::test]`), and one std
