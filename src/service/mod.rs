@@ -190,12 +190,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         redis: RedisMonitor::start(config.redis_url.clone()),
         draining: draining.clone(),
     });
+    // Everything shared by the HTTP workers is made here, once per process: the closure below
+    // runs once per worker, and state built inside it (a random cookie key, a counter, a
+    // limiter) would be per worker, so requests on different connections would disagree.
+    let cookie_key = session::cookie_key(&config);
     let cfg = config.clone();
     let server = HttpServer::new(move || {
         let trusted = trusted.clone();
         App::new()
             .app_data(state.clone())
-            .wrap(sessions.clone().middleware(&cfg))
+            .wrap(sessions.clone().middleware(cookie_key.clone(), &cfg))
             // Outermost: resolve the client once, log the request, mark cookies Secure
             // when the user came over https.
             .wrap_fn(move |req, srv| {

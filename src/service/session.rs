@@ -98,9 +98,11 @@ impl Sessions {
         }
     }
 
-    /// The session middleware for this store.
-    pub fn middleware(self, config: &Config) -> SessionMiddleware<Sessions> {
-        SessionMiddleware::builder(self, cookie_key(config))
+    /// The session middleware for this store, signing with `key`. Called once per HTTP
+    /// worker: the key must be made once per process ([`cookie_key`]), or each worker would
+    /// reject the cookies the others signed.
+    pub fn middleware(self, key: Key, config: &Config) -> SessionMiddleware<Sessions> {
+        SessionMiddleware::builder(self, key)
             .cookie_name(config.cookie_name.clone())
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
@@ -114,8 +116,9 @@ impl Sessions {
     }
 }
 
-/// The key that signs cookies: derived from `cookieSecret`, random without one.
-fn cookie_key(config: &Config) -> Key {
+/// The key that signs cookies: derived from `cookieSecret`, random without one. Call it once
+/// per process, before the HTTP workers start, and hand the same key to every worker.
+pub fn cookie_key(config: &Config) -> Key {
     match &config.cookie_secret {
         Some(secret) => {
             let mut material = secret.as_bytes().to_vec();
@@ -126,7 +129,14 @@ fn cookie_key(config: &Config) -> Key {
             }
             Key::derive_from(&material)
         }
-        None => Key::generate(),
+        None => {
+            info!(
+                "no cookieSecret: sessions are signed with a key made at start-up, so they end \
+                 when this process restarts and are not shared with other instances; set \
+                 cookieSecret (MM_COOKIE_SECRET) to keep them"
+            );
+            Key::generate()
+        }
     }
 }
 
