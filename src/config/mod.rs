@@ -72,6 +72,10 @@ pub struct Config {
     pub initial_available_outgoing_bitrate: u64,
     /// Name of this instance in logs and `/health`; unset = random at start.
     pub node_id: Option<String>,
+    /// With `redisUrl`: the URL at which the other instances reach this one's HTTP listener
+    /// to relay participants (`http://10.0.0.5:3443`); unset = `http://` + `listeningHost`
+    /// (127.0.0.1 when it is 0.0.0.0 or ::) + the bound port, which only works on one machine.
+    pub internal_url: Option<String>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             request_timeout: 20_000,
             initial_available_outgoing_bitrate: 1_000_000,
             node_id: None,
+            internal_url: None,
         }
     }
 }
@@ -345,6 +350,23 @@ impl Config {
                     fix: "use redis://host:6379/0",
                 });
             }
+        }
+        if let Some(url) = &self.internal_url {
+            let authority = url.strip_prefix("http://").map(|r| r.trim_end_matches('/'));
+            if authority.is_none_or(|a| a.is_empty() || a.contains(['/', '?', '#', '@'])) {
+                return Err(ConfigError::Invalid {
+                    key: "internalUrl",
+                    problem: format!("'{url}' is not a base URL like http://10.0.0.5:3443"),
+                    fix: "set http:// and the address and port at which the other instances reach this one, without a path",
+                });
+            }
+        }
+        if self.redis_url.is_some() && !self.http_only {
+            return Err(ConfigError::Invalid {
+                key: "httpOnly",
+                problem: "instances sharing Redis relay participants to each other over plain HTTP, and this one only serves https".into(),
+                fix: "run the instances behind a TLS proxy (nginx, Caddy) with httpOnly = true, as the deployment guide does",
+            });
         }
         match &self.cookie_secret {
             Some(secret) if !self.development && weak_secret(secret) => {
