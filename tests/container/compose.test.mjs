@@ -1,4 +1,4 @@
-// docker-compose.yml as users run it, with podman-compose: Redis, two instances and nginx
+// docker-compose.yml as users run it, with podman-compose 1.6.0: Redis, two instances and nginx
 // (deploy/nginx.example.conf) on host networking, in this test's private network namespace
 // (scripts/test), so the file's own ports (80, 443, 3443, 3444, 6379, 40000-49999) are free.
 // The image is the one tests/container/run.sh built under the name the file gives; the
@@ -14,14 +14,19 @@ import {
 } from '../deploy/lib.mjs';
 import { CONTAINERS_CONF, podman, meeting } from './lib.mjs';
 
+// podman-compose from PyPI (tests/container/run.sh installs 1.6.0 in target/): Debian
+// bookworm's 1.0.3 adds the project network to network_mode: host services, which podman
+// refuses ("cannot set multiple networks without bridge network mode").
+const PODMAN_COMPOSE = process.env.PODMAN_COMPOSE || path.join(REPO, 'target/podman-compose/bin/podman-compose');
+
 function compose(dir, project, args, env, timeout = 180000) {
-  const r = spawnSync('podman-compose', ['-p', project, ...args], {
+  const r = spawnSync(PODMAN_COMPOSE, ['-p', project, ...args], {
     cwd: dir,
     env: { ...process.env, CONTAINERS_CONF, ...env },
     encoding: 'utf8',
     timeout,
   });
-  if (r.error) throw new Error(`podman-compose: ${r.error.message} (install the Debian package 'podman-compose')`);
+  if (r.error) throw new Error(`${PODMAN_COMPOSE}: ${r.error.message} (tests/container/run.sh build installs it)`);
   return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
 }
 
@@ -50,11 +55,12 @@ test('docker-compose.yml with podman-compose: Redis + two instances + nginx, a m
     .join('\n');
 
   await t.test('without MM_ANNOUNCED_IP the file refuses to start and says what to set', () => {
-    // podman-compose 1.0.3 has no `config`; --dry-run parses and substitutes, runs nothing.
-    const r = spawnSync('podman-compose', ['--dry-run', '-p', `${project}x`, 'up', '-d'], {
-      cwd: dir, env: { ...process.env, CONTAINERS_CONF, MM_ANNOUNCED_IP: '', MM_COOKIE_SECRET: 'x' }, encoding: 'utf8',
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'MM_ANNOUNCED_IP'));
+    const r = spawnSync(PODMAN_COMPOSE, ['-p', `${project}x`, 'config'], {
+      cwd: dir, env: { ...env, CONTAINERS_CONF, MM_COOKIE_SECRET: 'x' }, encoding: 'utf8',
     });
     r.out = `${r.stdout}\n${r.stderr}`;
+    assert.notEqual(r.status, 0, r.out);
     assert.match(r.out, /set MM_ANNOUNCED_IP to this host's public address/, r.out);
   });
 

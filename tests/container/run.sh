@@ -7,15 +7,15 @@
 #   tests/container/run.sh test    # the tests (loopback only; scripts/test runs it in its
 #                                  # private network namespace)
 # podman uses tests/container/containers.conf (CONTAINERS_CONF), not the machine's /etc.
-# Needs the Debian packages podman, podman-compose, debootstrap, runc (scripts/test installs
-# them) and the npm packages of tests/deploy.
+# Needs the Debian packages podman, debootstrap, runc (scripts/test installs them), the npm
+# packages of tests/deploy, and podman-compose 1.6.0 from PyPI (installed in target/ here).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 export CONTAINERS_CONF=$root/tests/container/containers.conf
 IMAGE=localhost/multiparty-meeting:latest
 
-for tool in podman:podman podman-compose:podman-compose debootstrap:debootstrap runc:runc; do
+for tool in podman:podman debootstrap:debootstrap runc:runc; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1 && [ ! -x "/usr/sbin/${tool%%:*}" ]; then
     echo "'${tool%%:*}' is not installed: apt-get install -y ${tool#*:}" >&2
     exit 1
@@ -23,8 +23,17 @@ for tool in podman:podman podman-compose:podman-compose debootstrap:debootstrap 
 done
 export PATH=$PATH:/usr/sbin:/sbin
 
+# podman-compose from PyPI: Debian bookworm's 1.0.3 cannot start network_mode: host services
+# (it adds the project network; podman refuses "multiple networks without bridge mode").
+compose_version=1.6.0
+compose_venv=$root/target/podman-compose
+
 case "${1:-}" in
 build)
+  if ! "$compose_venv/bin/podman-compose" version 2>/dev/null | grep -q "podman-compose version $compose_version"; then
+    python3 -m venv "$compose_venv"
+    "$compose_venv/bin/pip" install -q "podman-compose==$compose_version"
+  fi
   bash tests/container/base-images.sh
   start=$(date +%s)
   # The README's command, as a user types it: the Dockerfile as is, the repository as
