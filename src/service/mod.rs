@@ -270,8 +270,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .route("/api/session", web::get().to(http::session_info))
             .route("/ws/{room}", web::get().to(ws::connect))
             .route("/static/{path:.*}", web::get().to(http::static_file))
+            .route("/static/{path:.*}", web::head().to(http::static_file))
             .route("/", web::get().to(http::home))
+            .route("/", web::head().to(http::home))
+            // HEAD answers as GET does (link checkers, uptime probes); actix sends no body.
             .route("/{room}", web::get().to(http::room_page))
+            .route("/{room}", web::head().to(http::room_page))
     })
     .workers(2)
     .shutdown_timeout(5)
