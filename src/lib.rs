@@ -9,7 +9,10 @@
 //!   participant; membership and publish/subscribe bookkeeping.
 //! - [`sfu`]: the media plane: worker threads owning UDP sockets and str0m transports,
 //!   forwarding, simulcast layer choice, active speaker.
-//! - [`routing`]: which instance hosts which room (in memory today).
+//! - [`routing`]: which instance hosts which room: the room directory (memory, or Redis leases
+//!   and instance heartbeats, docs/clustering.md).
+//! - [`store`]: what of a meeting outlives connections (lock, chat, roles), in Redis when
+//!   instances share it.
 //! - [`config`]: defaults, file, environment, validation.
 //! - [`client`]: a Rust signaling + WebRTC client for the integration tests (the load
 //!   generator in `src/bin/load/` has its own, many-connections-per-thread engine).
@@ -24,6 +27,7 @@ pub mod routing;
 pub mod service;
 pub mod sfu;
 pub mod signaling;
+pub mod store;
 
 pub use config::Config;
 pub use service as server;

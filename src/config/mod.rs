@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Permission, Role};
+
 /// Prefix of the environment variables that override file keys:
 /// `MM_LISTENING_PORT=3443` sets `listeningPort`; `MM_TLS_CERT` (or `MM_TLS__CERT`) sets
 /// `tls.cert`. An empty variable (`MM_NODE_ID=`) counts as unset.
@@ -77,6 +79,86 @@ pub struct Config {
     /// to relay participants (`http://10.0.0.5:3443`); unset = `http://` + `listeningHost`
     /// (127.0.0.1 when it is 0.0.0.0 or ::) + the bound port, which only works on one machine.
     pub internal_url: Option<String>,
+    /// The first participant of a new meeting becomes its moderator (no identity provider
+    /// needed to run a meeting).
+    pub first_peer_moderator: bool,
+    /// Newcomers wait in the lobby while no moderator is in the room.
+    pub wait_for_moderator: bool,
+    /// Chat messages a late joiner receives (the newest; 0 = no history).
+    pub chat_history_messages: usize,
+    /// Bytes of chat text the history keeps at most (the oldest messages go first).
+    pub chat_history_bytes: usize,
+    /// Longest chat message, in characters.
+    pub max_chat_message_length: usize,
+    /// Which roles hold each permission (a permission held by a role is held by every role
+    /// above it).
+    pub permissions: PermissionMap,
+    /// Permissions anyone may use while no participant holding them is in the room.
+    pub allow_when_role_missing: Vec<Permission>,
+}
+
+/// `[permissions]`: the roles holding each permission. Keys left out keep their default,
+/// which is what the original multiparty-meeting granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PermissionMap {
+    /// Lock and unlock the room, set its access code.
+    pub change_room_lock: Vec<Role>,
+    /// Admit or refuse participants waiting in the lobby.
+    pub promote_peer: Vec<Role>,
+    /// Give and take roles (at or below one's own).
+    pub modify_role: Vec<Role>,
+    /// Write in the chat.
+    pub send_chat: Vec<Role>,
+    /// Clear the chat.
+    pub moderate_chat: Vec<Role>,
+    /// Publish a microphone.
+    pub share_audio: Vec<Role>,
+    /// Publish a camera.
+    pub share_video: Vec<Role>,
+    /// Share a screen.
+    pub share_screen: Vec<Role>,
+    /// Mute others, stop their video or screen share, lower hands, kick, close the meeting.
+    pub moderate_room: Vec<Role>,
+    /// Enter a locked room without waiting in the lobby.
+    pub bypass_room_lock: Vec<Role>,
+}
+
+impl Default for PermissionMap {
+    fn default() -> Self {
+        let everyone = vec![Role::Normal];
+        let moderators = vec![Role::Moderator];
+        Self {
+            change_room_lock: moderators.clone(),
+            promote_peer: everyone.clone(),
+            modify_role: everyone.clone(),
+            send_chat: everyone.clone(),
+            moderate_chat: moderators.clone(),
+            share_audio: everyone.clone(),
+            share_video: everyone.clone(),
+            share_screen: everyone,
+            moderate_room: moderators,
+            bypass_room_lock: vec![Role::Admin],
+        }
+    }
+}
+
+impl PermissionMap {
+    /// The roles listed for `permission`.
+    pub fn roles(&self, permission: Permission) -> &[Role] {
+        match permission {
+            Permission::ChangeRoomLock => &self.change_room_lock,
+            Permission::PromotePeer => &self.promote_peer,
+            Permission::ModifyRole => &self.modify_role,
+            Permission::SendChat => &self.send_chat,
+            Permission::ModerateChat => &self.moderate_chat,
+            Permission::ShareAudio => &self.share_audio,
+            Permission::ShareVideo => &self.share_video,
+            Permission::ShareScreen => &self.share_screen,
+            Permission::ModerateRoom => &self.moderate_room,
+            Permission::BypassRoomLock => &self.bypass_room_lock,
+        }
+    }
 }
 
 impl Default for Config {
@@ -108,6 +190,13 @@ impl Default for Config {
             initial_available_outgoing_bitrate: 1_000_000,
             node_id: None,
             internal_url: None,
+            first_peer_moderator: true,
+            wait_for_moderator: false,
+            chat_history_messages: 100,
+            chat_history_bytes: 64 * 1024,
+            max_chat_message_length: 2000,
+            permissions: PermissionMap::default(),
+            allow_when_role_missing: vec![Permission::ChangeRoomLock],
         }
     }
 }
@@ -992,6 +1081,18 @@ mod tests {
             );
         }
         assert!(text.contains("[tls]"), "config.example.toml lacks [tls]");
+        assert!(
+            text.contains("[permissions]"),
+            "config.example.toml lacks [permissions]"
+        );
+        for p in crate::model::Permission::ALL {
+            let key = serde_json::to_value(p).expect("permission names serialize");
+            let key = key.as_str().unwrap_or_default();
+            assert!(
+                text.contains(&format!("\n{key} = [")),
+                "config.example.toml lacks permission `{key}`"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use actix::{Addr, Message, Recipient};
 
 use super::RoomActor;
 use crate::ids::{ConsumerId, NodeId, PeerId, ProducerId, RoomId};
-use crate::model::{MediaKind, PeerInfo, ProducerInfo, Source};
+use crate::model::{ChatEntry, MediaKind, PeerInfo, Permission, ProducerInfo, Role, Source};
 use crate::routing::NodeInfo;
 use crate::sfu::{MediaError, MediaEvent};
 
@@ -32,6 +32,9 @@ pub enum JoinError {
     /// The room is hosted by another instance: the participant must reconnect to reach it.
     #[error("this meeting is hosted on another server; reconnect")]
     Moved,
+    /// The access code given does not match the room's.
+    #[error("wrong access code")]
+    WrongAccessCode,
 }
 
 /// Why a room request was refused.
@@ -49,9 +52,21 @@ pub enum RoomError {
     /// The media worker refused or failed the request.
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// The peer lacks the permission, or the target is out of its reach.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The peer waits in the lobby: only renaming and leaving are possible.
+    #[error("you are waiting in the lobby; only changeDisplayName and leave are possible")]
+    InLobby,
+    /// The target peer is not in the room (or not in the lobby).
+    #[error("no peer '{0}' here")]
+    UnknownPeer(PeerId),
+    /// The request is well formed but its values cannot work.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-/// Enter the room.
+/// Enter the room (or its lobby).
 #[derive(Message)]
 #[rtype(result = "Result<Joined, JoinError>")]
 pub struct Join {
@@ -59,17 +74,34 @@ pub struct Join {
     pub peer: PeerId,
     /// Name shown to others.
     pub display_name: String,
+    /// The browser session's user: a returning user skips the lobby and gets its roles back.
+    pub user: Option<String>,
+    /// The access code the participant typed, if any.
+    pub access_code: Option<String>,
+    /// Roles granted from outside the meeting (an access token), besides `normal`.
+    pub granted_roles: Vec<Role>,
     /// Where room notifications for this peer go; held until it leaves.
     pub events: Recipient<RoomEvent>,
     /// Where media events for this peer go; handed to the media worker.
     pub media_events: Recipient<MediaEvent>,
 }
 
-/// What a peer learns when it joins.
-#[derive(Debug, Clone)]
+/// What a peer learns when it enters the room: at once, or when admitted from the lobby.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
-    /// Everyone else, with their producers.
+    /// True while waiting in the lobby; the rest is filled when the peer is admitted
+    /// ([`RoomEvent::Admitted`]).
+    pub lobby: bool,
+    /// Everyone else, with their producers, roles and hands.
     pub peers: Vec<PeerInfo>,
+    /// Its own roles.
+    pub roles: Vec<Role>,
+    /// What its roles allow it now.
+    pub permissions: Vec<Permission>,
+    /// The recent chat.
+    pub chat_history: Vec<ChatEntry>,
+    /// Whether the room is locked.
+    pub locked: bool,
 }
 
 /// Leave the room (any exit path: request, socket closed, heartbeat timeout).
@@ -180,6 +212,70 @@ pub struct ChangeDisplayName {
     pub display_name: String,
 }
 
+/// A meeting action of a joined peer (chat, hands, lock, lobby, roles, moderation). The room
+/// checks the peer's permission and either applies it, telling everyone concerned, or refuses
+/// with [`RoomError::Forbidden`] and changes nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RoomError>")]
+pub struct Act {
+    /// Who asks.
+    pub peer: PeerId,
+    /// What.
+    pub action: Action,
+}
+
+/// Which kind of media a moderator blocks or allows again.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum MediaBlock {
+    /// The microphone (`mutePeer`, `muteAll`).
+    Audio,
+    /// The camera (`stopPeerVideo`, `stopAllVideo`).
+    Video,
+    /// Screen sharing (`stopPeerScreenShare`).
+    Screen,
+}
+
+/// The meeting actions of docs/protocol.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `chatMessage`: write to everyone.
+    Chat(String),
+    /// `clearChat`.
+    ClearChat,
+    /// `raiseHand`: raise or lower one's own hand.
+    RaiseHand(bool),
+    /// `lowerHand`: a moderator lowers someone's hand.
+    LowerHand(PeerId),
+    /// `lockRoom` / `unlockRoom`.
+    SetLocked(bool),
+    /// `setAccessCode`: `None` removes it.
+    SetAccessCode(Option<String>),
+    /// `promotePeer`: admit one peer from the lobby.
+    Admit(PeerId),
+    /// `promoteAllPeers`: admit the whole lobby, in arrival order.
+    AdmitAll,
+    /// `denyPeer`: refuse a peer waiting in the lobby.
+    Deny(PeerId),
+    /// `giveRole`.
+    GiveRole(PeerId, Role),
+    /// `removeRole`.
+    RemoveRole(PeerId, Role),
+    /// `mutePeer`, `stopPeerVideo`, `stopPeerScreenShare`: stop one peer's media of a kind and
+    /// keep it from starting it again until allowed.
+    Block(PeerId, MediaBlock),
+    /// `muteAll`, `stopAllVideo`: the same for everyone but the caller.
+    BlockAll(MediaBlock),
+    /// `allowMedia`: lift a block; the peer may start that media again itself.
+    Allow(PeerId, MediaBlock),
+    /// `kickPeer`: remove a peer from the meeting.
+    Kick(PeerId),
+    /// `closeMeeting`: end the meeting for everyone.
+    CloseMeeting,
+}
+
 /// A snapshot for tests and health: who is here and how many consumers exist.
 #[derive(Debug, Message)]
 #[rtype(result = "RoomSnapshot")]
@@ -190,8 +286,24 @@ pub struct GetSnapshot;
 pub struct RoomSnapshot {
     /// Peers with their producers.
     pub peers: Vec<PeerInfo>,
+    /// Peers waiting in the lobby, in arrival order.
+    pub lobby: Vec<LobbyPeer>,
     /// Consumers: (receiving peer, consumer, producer).
     pub consumers: Vec<(PeerId, ConsumerId, ProducerId)>,
+    /// Whether the room is locked.
+    pub locked: bool,
+    /// The chat history.
+    pub chat: Vec<ChatEntry>,
+}
+
+/// A peer waiting in the lobby, as those who may admit it see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LobbyPeer {
+    /// The waiting peer.
+    pub id: PeerId,
+    /// Its name.
+    pub display_name: String,
 }
 
 /// Notifications a room sends to its peers.
@@ -202,12 +314,16 @@ pub enum RoomEvent {
     PeerJoined(PeerInfo),
     /// Someone left.
     PeerLeft(PeerId),
-    /// Someone renamed themselves.
+    /// Someone's name, hand or roles changed (only the changed fields are set).
     PeerUpdated {
         /// Who.
         peer: PeerId,
         /// New name.
-        display_name: String,
+        display_name: Option<String>,
+        /// Hand raised or lowered.
+        raised_hand: Option<bool>,
+        /// New roles.
+        roles: Option<Vec<Role>>,
     },
     /// A peer published a track.
     ProducerAdded(ProducerInfo),
@@ -226,6 +342,8 @@ pub enum RoomEvent {
         peer: PeerId,
         /// New state.
         paused: bool,
+        /// A moderator paused it.
+        by_moderator: bool,
     },
     /// One of the recipient's consumers closed.
     ConsumerClosed {
@@ -236,6 +354,33 @@ pub enum RoomEvent {
     },
     /// The loudest peer changed.
     ActiveSpeaker(Option<PeerId>),
+    /// A chat message.
+    Chat(ChatEntry),
+    /// The chat history was cleared.
+    ChatCleared,
+    /// The room was locked or unlocked.
+    Locked(bool),
+    /// The lobby changed (to those who may admit).
+    LobbyPeers(Vec<LobbyPeer>),
+    /// The recipient, waiting in the lobby, is admitted: it is in the meeting now.
+    Admitted(Joined),
+    /// The recipient, waiting in the lobby, is refused.
+    Denied,
+    /// The recipient's own permissions changed (its roles changed).
+    PermissionsChanged {
+        /// Its roles.
+        roles: Vec<Role>,
+        /// What they allow now.
+        permissions: Vec<Permission>,
+    },
+    /// A moderator blocked the recipient's media of a kind (it may not start it again).
+    MediaBlocked(MediaBlock),
+    /// A moderator allowed the recipient's media of a kind again.
+    MediaAllowed(MediaBlock),
+    /// The recipient was removed from the meeting by a moderator.
+    Kicked(String),
+    /// A moderator ended the meeting.
+    MeetingClosed,
     /// The instance is going away: reconnect (through the balancer) and close.
     Evicted(String),
 }

@@ -3,13 +3,16 @@
 //! [`PeerActor`] per participant that speaks the signaling protocol. Media packets never
 //! pass through here; rooms command the media workers of [`crate::sfu`].
 
+pub mod access;
 pub mod media;
+mod meeting;
 pub mod messages;
 pub mod peer;
 pub mod registry;
 #[allow(clippy::module_inception)]
 pub mod room;
 
+pub use access::AccessPolicy;
 pub use media::{MediaPool, MediaWorker, Worker};
 pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Origin, Outbound, PeerActor};
 pub use registry::RegistryActor;

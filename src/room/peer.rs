@@ -18,8 +18,9 @@ use crate::routing::LEASE_TTL;
 use crate::sfu::{MediaError, MediaEvent};
 use crate::signaling::protocol::{JoinRequest, PublishedTrack};
 use crate::signaling::{
-    parse_request, ClientRequest, Empty, ErrorCode, JoinResponse, Notification, PublishResponse,
-    PublishedProducer, RequestId, ResponseData, ServerMessage, SignalError, PROTOCOL_VERSION,
+    parse_request, ClientRequest, Empty, ErrorCode, JoinResponse, LobbyPeerInfo, MediaBlockKind,
+    Notification, PublishResponse, PublishedProducer, RequestId, ResponseData, ServerMessage,
+    SignalError, PROTOCOL_VERSION,
 };
 
 /// Longest accepted display name, in characters.
@@ -79,6 +80,8 @@ pub struct Heartbeat {
 enum State {
     Connected,
     Joining,
+    /// Waiting in the room's lobby: only renaming and leaving.
+    Lobby(Addr<RoomActor>),
     Joined(Addr<RoomActor>),
 }
 
@@ -151,14 +154,28 @@ impl PeerActor {
         if let ClientRequest::Join(j) = req {
             return self.join(id, j, ctx);
         }
-        let State::Joined(room) = &self.state else {
-            return self.reply(
-                id,
-                Err(SignalError::new(ErrorCode::NotJoined, "send 'join' first")),
-            );
+        let room = match &self.state {
+            State::Joined(room) => room.clone(),
+            State::Lobby(room)
+                if matches!(
+                    req,
+                    ClientRequest::ChangeDisplayName { .. } | ClientRequest::Leave {}
+                ) =>
+            {
+                room.clone()
+            }
+            State::Lobby(_) => return self.reply(id, Err(room_error(RoomError::InLobby))),
+            State::Connected | State::Joining => {
+                return self.reply(
+                    id,
+                    Err(SignalError::new(ErrorCode::NotJoined, "send 'join' first")),
+                )
+            }
         };
-        let room = room.clone();
         let peer = self.id.clone();
+        if let Some(action) = meeting_action(&req) {
+            return self.ack(id, ctx, room.send(Act { peer, action }));
+        }
         match req {
             ClientRequest::Join(_) => {}
             ClientRequest::Publish { sdp, producers } => {
@@ -240,6 +257,8 @@ impl PeerActor {
                 self.exit = ExitReason::LeaveRequest;
                 ctx.stop();
             }
+            // Meeting actions were sent to the room above.
+            _ => {}
         }
     }
 
@@ -301,6 +320,9 @@ impl PeerActor {
         let join = Join {
             peer: self.id.clone(),
             display_name,
+            user: self.origin.user.clone(),
+            access_code: j.access_code,
+            granted_roles: Vec::new(),
             events: ctx.address().recipient(),
             media_events: ctx.address().recipient(),
         };
@@ -321,6 +343,9 @@ impl PeerActor {
                         let attempt = Join {
                             peer: join.peer.clone(),
                             display_name: join.display_name.clone(),
+                            user: join.user.clone(),
+                            access_code: join.access_code.clone(),
+                            granted_roles: join.granted_roles.clone(),
                             events: join.events.clone(),
                             media_events: join.media_events.clone(),
                         };
@@ -345,17 +370,14 @@ impl PeerActor {
             fut.into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok((room, joined)) => {
-                        act.state = State::Joined(room);
-                        info!(room = %act.room_id, peer = %act.id, client = act.origin.client_ip.as_deref().unwrap_or("-"), relayed_by = ?act.origin.relayed_by, "joined");
-                        act.reply(
-                            id,
-                            Ok(ResponseData::Join(JoinResponse {
-                                peer_id: act.id.clone(),
-                                room_id: act.room_id.clone(),
-                                peers: joined.peers,
-                                ice_servers: Vec::new(),
-                            })),
-                        );
+                        act.state = if joined.lobby {
+                            State::Lobby(room)
+                        } else {
+                            State::Joined(room)
+                        };
+                        info!(room = %act.room_id, peer = %act.id, client = act.origin.client_ip.as_deref().unwrap_or("-"), relayed_by = ?act.origin.relayed_by, lobby = joined.lobby, "joined");
+                        let response = act.join_response(joined);
+                        act.reply(id, Ok(ResponseData::Join(response)));
                     }
                     Err(JoinError::Moved) => {
                         // Another instance hosts the room now: the client reconnects, and the
@@ -375,6 +397,71 @@ impl PeerActor {
                     }
                 }),
         );
+    }
+}
+
+impl PeerActor {
+    fn join_response(&self, joined: Joined) -> JoinResponse {
+        JoinResponse {
+            peer_id: self.id.clone(),
+            room_id: self.room_id.clone(),
+            lobby: joined.lobby,
+            peers: joined.peers,
+            ice_servers: Vec::new(),
+            roles: joined.roles,
+            permissions: joined.permissions,
+            chat_history: joined.chat_history,
+            locked: joined.locked,
+        }
+    }
+
+    /// Tells the client why the room ended this connection, then closes it.
+    fn end(&mut self, notification: Notification, reason: &str, ctx: &mut Context<Self>) {
+        self.notify(notification);
+        self.exit = ExitReason::Evicted(reason.to_string());
+        ctx.stop();
+    }
+}
+
+/// The room action of a meeting request, if it is one.
+fn meeting_action(req: &ClientRequest) -> Option<Action> {
+    let block = |kind: MediaBlockKind| match kind {
+        MediaBlockKind::Audio => MediaBlock::Audio,
+        MediaBlockKind::Video => MediaBlock::Video,
+        MediaBlockKind::Screen => MediaBlock::Screen,
+    };
+    Some(match req.clone() {
+        ClientRequest::ChatMessage { text } => Action::Chat(text),
+        ClientRequest::ClearChat {} => Action::ClearChat,
+        ClientRequest::RaiseHand { raised } => Action::RaiseHand(raised),
+        ClientRequest::LowerHand { peer_id } => Action::LowerHand(peer_id),
+        ClientRequest::LockRoom {} => Action::SetLocked(true),
+        ClientRequest::UnlockRoom {} => Action::SetLocked(false),
+        ClientRequest::SetAccessCode { code } => Action::SetAccessCode(code),
+        ClientRequest::PromotePeer { peer_id } => Action::Admit(peer_id),
+        ClientRequest::PromoteAllPeers {} => Action::AdmitAll,
+        ClientRequest::DenyPeer { peer_id } => Action::Deny(peer_id),
+        ClientRequest::GiveRole { peer_id, role } => Action::GiveRole(peer_id, role),
+        ClientRequest::RemoveRole { peer_id, role } => Action::RemoveRole(peer_id, role),
+        ClientRequest::MutePeer { peer_id } => Action::Block(peer_id, MediaBlock::Audio),
+        ClientRequest::MuteAll {} => Action::BlockAll(MediaBlock::Audio),
+        ClientRequest::StopPeerVideo { peer_id } => Action::Block(peer_id, MediaBlock::Video),
+        ClientRequest::StopAllVideo {} => Action::BlockAll(MediaBlock::Video),
+        ClientRequest::StopPeerScreenShare { peer_id } => {
+            Action::Block(peer_id, MediaBlock::Screen)
+        }
+        ClientRequest::AllowMedia { peer_id, kind } => Action::Allow(peer_id, block(kind)),
+        ClientRequest::KickPeer { peer_id } => Action::Kick(peer_id),
+        ClientRequest::CloseMeeting {} => Action::CloseMeeting,
+        _ => return None,
+    })
+}
+
+fn block_kind(b: MediaBlock) -> MediaBlockKind {
+    match b {
+        MediaBlock::Audio => MediaBlockKind::Audio,
+        MediaBlock::Video => MediaBlockKind::Video,
+        MediaBlock::Screen => MediaBlockKind::Screen,
     }
 }
 
@@ -438,8 +525,10 @@ fn sdp_problem(detail: &str) -> String {
 fn room_error(e: RoomError) -> SignalError {
     let code = match e {
         RoomError::NotInRoom => ErrorCode::NotJoined,
-        RoomError::UnknownProducer(_) => ErrorCode::NotFound,
-        RoomError::BadTrack(_) => ErrorCode::BadRequest,
+        RoomError::UnknownProducer(_) | RoomError::UnknownPeer(_) => ErrorCode::NotFound,
+        RoomError::BadTrack(_) | RoomError::Invalid(_) => ErrorCode::BadRequest,
+        RoomError::Forbidden(_) => ErrorCode::Forbidden,
+        RoomError::InLobby => ErrorCode::InLobby,
         RoomError::Media(e) => return media_error(e),
     };
     SignalError::new(code, e.to_string())
@@ -453,6 +542,7 @@ fn join_error(e: JoinError) -> SignalError {
             ErrorCode::RoomClosing
         }
         JoinError::DirectoryUnavailable(_) => ErrorCode::Unavailable,
+        JoinError::WrongAccessCode => ErrorCode::WrongAccessCode,
     };
     SignalError::new(code, e.to_string())
 }
@@ -482,7 +572,7 @@ impl Actor for PeerActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let State::Joined(room) = &self.state {
+        if let State::Joined(room) | State::Lobby(room) = &self.state {
             room.do_send(Leave {
                 peer: self.id.clone(),
             });
@@ -543,18 +633,42 @@ impl Handler<RoomEvent> for PeerActor {
     fn handle(&mut self, msg: RoomEvent, ctx: &mut Self::Context) {
         let n = match msg {
             RoomEvent::Evicted(reason) => {
-                self.notify(Notification::Reconnect {
+                let n = Notification::Reconnect {
                     reason: reason.clone(),
-                });
-                self.exit = ExitReason::Evicted(reason);
-                ctx.stop();
-                return;
+                };
+                return self.end(n, &reason, ctx);
+            }
+            RoomEvent::Denied => {
+                return self.end(Notification::Denied {}, "refused from the lobby", ctx)
+            }
+            RoomEvent::Kicked(reason) => {
+                let n = Notification::Kicked {
+                    reason: reason.clone(),
+                };
+                return self.end(n, &reason, ctx);
+            }
+            RoomEvent::MeetingClosed => {
+                return self.end(Notification::MeetingClosed {}, "meeting closed", ctx)
+            }
+            RoomEvent::Admitted(joined) => {
+                if let State::Lobby(room) = &self.state {
+                    self.state = State::Joined(room.clone());
+                }
+                info!(room = %self.room_id, peer = %self.id, "admitted");
+                Notification::Admitted(self.join_response(joined))
             }
             RoomEvent::PeerJoined(peer) => Notification::PeerJoined { peer },
             RoomEvent::PeerLeft(peer_id) => Notification::PeerLeft { peer_id },
-            RoomEvent::PeerUpdated { peer, display_name } => Notification::PeerUpdated {
+            RoomEvent::PeerUpdated {
+                peer,
+                display_name,
+                raised_hand,
+                roles,
+            } => Notification::PeerUpdated {
                 peer_id: peer,
                 display_name,
+                raised_hand,
+                roles,
             },
             RoomEvent::ProducerAdded(producer) => Notification::ProducerAdded { producer },
             RoomEvent::ProducerClosed { producer, peer } => Notification::ProducerClosed {
@@ -565,9 +679,11 @@ impl Handler<RoomEvent> for PeerActor {
                 producer,
                 peer,
                 paused: true,
+                by_moderator,
             } => Notification::ProducerPaused {
                 producer_id: producer,
                 peer_id: peer,
+                by_moderator,
             },
             RoomEvent::ProducerPaused { producer, peer, .. } => Notification::ProducerResumed {
                 producer_id: producer,
@@ -578,6 +694,28 @@ impl Handler<RoomEvent> for PeerActor {
                 producer_id: producer,
             },
             RoomEvent::ActiveSpeaker(peer_id) => Notification::ActiveSpeaker { peer_id },
+            RoomEvent::Chat(entry) => Notification::ChatMessage(entry),
+            RoomEvent::ChatCleared => Notification::ChatCleared {},
+            RoomEvent::Locked(true) => Notification::RoomLocked {},
+            RoomEvent::Locked(false) => Notification::RoomUnlocked {},
+            RoomEvent::LobbyPeers(peers) => Notification::LobbyPeers {
+                peers: peers
+                    .into_iter()
+                    .map(|p| LobbyPeerInfo {
+                        id: p.id,
+                        display_name: p.display_name,
+                    })
+                    .collect(),
+            },
+            RoomEvent::PermissionsChanged { roles, permissions } => {
+                Notification::PermissionsChanged { roles, permissions }
+            }
+            RoomEvent::MediaBlocked(kind) => Notification::MediaBlocked {
+                kind: block_kind(kind),
+            },
+            RoomEvent::MediaAllowed(kind) => Notification::MediaAllowed {
+                kind: block_kind(kind),
+            },
         };
         self.notify(n);
     }

@@ -160,6 +160,7 @@ fn room(max_users: usize, close_delay: Duration) -> (Addr<RoomActor>, FakeWorker
         RoomSettings {
             max_users,
             close_delay,
+            ..RoomSettings::default()
         },
         Arc::new(worker.clone()),
         None,
@@ -192,6 +193,7 @@ fn registry(close_delay: Duration) -> Addr<RegistryActor> {
         RoomSettings {
             max_users: 0,
             close_delay,
+            ..RoomSettings::default()
         },
         Arc::new(InMemoryDirectory),
     )
@@ -206,6 +208,9 @@ async fn join(room: &Addr<RoomActor>, name: &str) -> (PeerId, Recorder, Joined) 
         .send(Join {
             peer: peer.clone(),
             display_name: name.into(),
+            user: None,
+            access_code: None,
+            granted_roles: Vec::new(),
             events: addr.clone().recipient(),
             media_events: addr.recipient(),
         })
@@ -272,6 +277,9 @@ async fn a_full_room_refuses_and_a_second_join_is_rejected() {
         .send(Join {
             peer: PeerId::random(),
             display_name: "B".into(),
+            user: None,
+            access_code: None,
+            granted_roles: Vec::new(),
             events: addr.clone().recipient(),
             media_events: addr.clone().recipient(),
         })
@@ -282,6 +290,9 @@ async fn a_full_room_refuses_and_a_second_join_is_rejected() {
         .send(Join {
             peer: a,
             display_name: "A".into(),
+            user: None,
+            access_code: None,
+            granted_roles: Vec::new(),
             events: addr.clone().recipient(),
             media_events: addr.recipient(),
         })

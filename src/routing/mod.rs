@@ -8,7 +8,7 @@
 //! This module knows nothing of actors, sockets or media: it answers "who hosts this room" and
 //! "who is alive".
 
-mod redis;
+pub(crate) mod redis;
 
 use std::time::Duration;
 

@@ -92,45 +92,53 @@ fn unavailable(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
 }
 
+/// A connection pool on the Redis at `url`, with [`CALL_TIMEOUT`] on every step. Connects
+/// lazily: Redis need not be up.
+pub(crate) fn pool(url: &str) -> Result<Pool, DirectoryError> {
+    deadpool_redis::Config::from_url(url)
+        .builder()
+        .map_err(unavailable)?
+        .max_size(8)
+        .wait_timeout(Some(CALL_TIMEOUT))
+        .create_timeout(Some(CALL_TIMEOUT))
+        .recycle_timeout(Some(CALL_TIMEOUT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(unavailable)
+}
+
+/// Runs `op` on a pooled connection within [`CALL_TIMEOUT`].
+pub(crate) async fn call<T, F, Fut>(pool: Pool, op: F) -> Result<T, DirectoryError>
+where
+    F: FnOnce(deadpool_redis::Connection) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let attempt = async {
+        let conn = pool.get().await.map_err(unavailable)?;
+        op(conn).await.map_err(|e| {
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                unavailable(e)
+            } else {
+                DirectoryError::Protocol(e.to_string())
+            }
+        })
+    };
+    tokio::time::timeout(CALL_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(DirectoryError::Unavailable(format!(
+                "no answer within {CALL_TIMEOUT:?}"
+            )))
+        })
+}
+
 impl RedisDirectory {
     /// A directory for `node` on the Redis at `url`. Connects lazily: Redis need not be up.
     pub fn new(url: &str, node: NodeId) -> Result<Self, DirectoryError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(unavailable)?
-            .max_size(8)
-            .wait_timeout(Some(CALL_TIMEOUT))
-            .create_timeout(Some(CALL_TIMEOUT))
-            .recycle_timeout(Some(CALL_TIMEOUT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(unavailable)?;
-        Ok(Self { pool, node })
-    }
-
-    /// Runs `op` on a pooled connection within [`CALL_TIMEOUT`].
-    async fn call<T, F, Fut>(pool: Pool, op: F) -> Result<T, DirectoryError>
-    where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let attempt = async {
-            let conn = pool.get().await.map_err(unavailable)?;
-            op(conn).await.map_err(|e| {
-                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                    unavailable(e)
-                } else {
-                    DirectoryError::Protocol(e.to_string())
-                }
-            })
-        };
-        tokio::time::timeout(CALL_TIMEOUT, attempt)
-            .await
-            .unwrap_or_else(|_| {
-                Err(DirectoryError::Unavailable(format!(
-                    "no answer within {CALL_TIMEOUT:?}"
-                )))
-            })
+        Ok(Self {
+            pool: pool(url)?,
+            node,
+        })
     }
 }
 
@@ -167,7 +175,7 @@ impl RoomDirectory for RedisDirectory {
     fn claim(&self, room: &RoomId) -> DirectoryFuture<Claim> {
         let (pool, key, node) = (self.pool.clone(), lease_key(room), self.node.clone());
         Box::pin(async move {
-            let reply: Vec<redis::Value> = Self::call(pool, |mut conn| async move {
+            let reply: Vec<redis::Value> = call(pool, |mut conn| async move {
                 Script::new(CLAIM)
                     .key(key)
                     .arg(node.as_str())
@@ -188,7 +196,7 @@ impl RoomDirectory for RedisDirectory {
                 return Ok(Vec::new());
             }
             let keys: Vec<String> = rooms.iter().map(lease_key).collect();
-            let lost: Vec<usize> = Self::call(pool, |mut conn| async move {
+            let lost: Vec<usize> = call(pool, |mut conn| async move {
                 Script::new(RENEW)
                     .key(keys)
                     .arg(node.as_str())
@@ -207,7 +215,7 @@ impl RoomDirectory for RedisDirectory {
     fn release(&self, room: &RoomId) -> DirectoryFuture<()> {
         let (pool, key, node) = (self.pool.clone(), lease_key(room), self.node.clone());
         Box::pin(async move {
-            let _: i64 = Self::call(pool, |mut conn| async move {
+            let _: i64 = call(pool, |mut conn| async move {
                 Script::new(RELEASE)
                     .key(key)
                     .arg(node.as_str())
@@ -222,7 +230,7 @@ impl RoomDirectory for RedisDirectory {
     fn holder(&self, room: &RoomId) -> DirectoryFuture<Option<(NodeId, Option<NodeInfo>)>> {
         let (pool, key) = (self.pool.clone(), lease_key(room));
         Box::pin(async move {
-            Self::call(pool, |mut conn| async move {
+            call(pool, |mut conn| async move {
                 let holder: Option<String> =
                     redis::cmd("GET").arg(key).query_async(&mut conn).await?;
                 let Some(holder) = holder else {
@@ -245,7 +253,7 @@ impl RoomDirectory for RedisDirectory {
         Box::pin(async move {
             let json =
                 serde_json::to_string(&me).map_err(|e| DirectoryError::Protocol(e.to_string()))?;
-            Self::call(pool, |mut conn| async move {
+            call(pool, |mut conn| async move {
                 redis::cmd("SET")
                     .arg(key)
                     .arg(json)
@@ -261,7 +269,7 @@ impl RoomDirectory for RedisDirectory {
     fn withdraw(&self) -> DirectoryFuture<()> {
         let (pool, key) = (self.pool.clone(), node_key(&self.node));
         Box::pin(async move {
-            Self::call(pool, |mut conn| async move {
+            call(pool, |mut conn| async move {
                 redis::cmd("DEL")
                     .arg(key)
                     .query_async::<()>(&mut conn)
@@ -274,7 +282,7 @@ impl RoomDirectory for RedisDirectory {
     fn live_nodes(&self) -> DirectoryFuture<Vec<NodeInfo>> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            Self::call(pool, |mut conn| async move {
+            call(pool, |mut conn| async move {
                 // Few instances, few keys: SCAN with a pattern is enough (no index to keep).
                 let mut keys: Vec<String> = Vec::new();
                 let mut cursor: u64 = 0;

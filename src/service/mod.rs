@@ -27,6 +27,7 @@ use crate::room::messages::{Drain, EvictAll, GetRegistryStats, SetInternalUrl, W
 use crate::room::{Heartbeat, RegistryActor, RoomSettings};
 use crate::routing::{DirectoryError, InMemoryDirectory, RedisDirectory, RoomDirectory};
 use crate::sfu::{MediaPlane, MediaStartError};
+use crate::store::{MeetingStore, NoStore, RedisStore};
 use proxy::TrustedProxies;
 use relay::{RelayAuth, RelayTracker};
 use session::{RedisMonitor, RedisState, SessionSetupError, Sessions};
@@ -202,13 +203,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         None => Arc::new(InMemoryDirectory),
     };
     let directory_shared = directory.shared();
+    let store: Arc<dyn MeetingStore> = match &config.redis_url {
+        Some(url) => Arc::new(RedisStore::new(url)?),
+        None => Arc::new(NoStore),
+    };
     let registry = RegistryActor::new(
         node.clone(),
         Arc::new(media.clone()),
-        RoomSettings {
-            max_users: config.max_users_per_room,
-            close_delay: config.empty_room_close_delay(),
-        },
+        RoomSettings::from_config(&config, store),
         directory,
     )
     .start();

@@ -4,7 +4,7 @@
 pub mod protocol;
 
 pub use protocol::{
-    parse_request, ClientRequest, Empty, ErrorCode, IceServer, JoinResponse, Notification,
-    PublishResponse, PublishedProducer, RequestId, ResponseData, ServerMessage, SignalError,
-    PROTOCOL_VERSION,
+    parse_request, ClientRequest, Empty, ErrorCode, IceServer, JoinResponse, LobbyPeerInfo,
+    MediaBlockKind, Notification, PublishResponse, PublishedProducer, RequestId, ResponseData,
+    ServerMessage, SignalError, PROTOCOL_VERSION,
 };

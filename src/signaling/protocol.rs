@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
-use crate::model::{ConsumerInfo, Direction, MediaKind, PeerInfo, ProducerInfo, Source};
+use crate::model::{
+    ChatEntry, ConsumerInfo, Direction, MediaKind, PeerInfo, Permission, ProducerInfo, Role, Source,
+};
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -38,6 +40,12 @@ pub enum ErrorCode {
     /// The server cannot open the meeting now (its shared directory, Redis, is unreachable);
     /// retry later.
     Unavailable,
+    /// The peer's roles do not allow the request (or the target is above them).
+    Forbidden,
+    /// `join` with an access code that is not the room's.
+    WrongAccessCode,
+    /// A method other than `changeDisplayName` or `leave` while waiting in the lobby.
+    InLobby,
     /// The media layer refused an SDP offer or answer.
     InvalidSdp,
     /// The producer or consumer is not the caller's.
@@ -76,6 +84,9 @@ pub struct JoinRequest {
     pub display_name: String,
     /// Must be [`PROTOCOL_VERSION`].
     pub protocol_version: u32,
+    /// The room's access code: the right one skips the lobby, a wrong one is refused.
+    #[serde(default)]
+    pub access_code: Option<String>,
 }
 
 /// One new sender declared with `publish`.
@@ -152,6 +163,113 @@ pub enum ClientRequest {
     },
     /// Leave the room; the server closes the socket after replying.
     Leave {},
+    /// Write to everyone.
+    ChatMessage {
+        /// The text (shown as text, never as HTML).
+        text: String,
+    },
+    /// Clear the chat history (moderators).
+    ClearChat {},
+    /// Raise or lower one's hand.
+    RaiseHand {
+        /// Up or down.
+        raised: bool,
+    },
+    /// Lower someone's hand (moderators).
+    #[serde(rename_all = "camelCase")]
+    LowerHand {
+        /// Whose.
+        peer_id: PeerId,
+    },
+    /// Lock the room: newcomers wait in the lobby.
+    LockRoom {},
+    /// Unlock the room.
+    UnlockRoom {},
+    /// Set or remove (`null`) the access code.
+    SetAccessCode {
+        /// The code.
+        code: Option<String>,
+    },
+    /// Admit a peer waiting in the lobby.
+    #[serde(rename_all = "camelCase")]
+    PromotePeer {
+        /// Who.
+        peer_id: PeerId,
+    },
+    /// Admit everyone waiting in the lobby.
+    PromoteAllPeers {},
+    /// Refuse a peer waiting in the lobby.
+    #[serde(rename_all = "camelCase")]
+    DenyPeer {
+        /// Who.
+        peer_id: PeerId,
+    },
+    /// Give a role.
+    #[serde(rename_all = "camelCase")]
+    GiveRole {
+        /// To whom.
+        peer_id: PeerId,
+        /// Which.
+        role: Role,
+    },
+    /// Take a role away.
+    #[serde(rename_all = "camelCase")]
+    RemoveRole {
+        /// From whom.
+        peer_id: PeerId,
+        /// Which.
+        role: Role,
+    },
+    /// Mute a peer's microphone (moderators).
+    #[serde(rename_all = "camelCase")]
+    MutePeer {
+        /// Whom.
+        peer_id: PeerId,
+    },
+    /// Mute everyone else's microphone (moderators).
+    MuteAll {},
+    /// Stop a peer's camera (moderators).
+    #[serde(rename_all = "camelCase")]
+    StopPeerVideo {
+        /// Whose.
+        peer_id: PeerId,
+    },
+    /// Stop everyone else's camera (moderators).
+    StopAllVideo {},
+    /// End a peer's screen share (moderators).
+    #[serde(rename_all = "camelCase")]
+    StopPeerScreenShare {
+        /// Whose.
+        peer_id: PeerId,
+    },
+    /// Let a peer start media a moderator stopped again (moderators).
+    #[serde(rename_all = "camelCase")]
+    AllowMedia {
+        /// Whose.
+        peer_id: PeerId,
+        /// `audio`, `video` or `screen`.
+        kind: MediaBlockKind,
+    },
+    /// Remove a peer from the meeting (moderators).
+    #[serde(rename_all = "camelCase")]
+    KickPeer {
+        /// Whom.
+        peer_id: PeerId,
+    },
+    /// End the meeting for everyone (moderators).
+    CloseMeeting {},
+}
+
+/// The kinds of media a moderator stops and allows again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MediaBlockKind {
+    /// The microphone.
+    Audio,
+    /// The camera.
+    Video,
+    /// Screen sharing.
+    Screen,
 }
 
 /// Method names of [`ClientRequest`], to tell an unknown method from bad data.
@@ -166,6 +284,26 @@ pub(crate) const METHODS: &[&str] = &[
     "requestKeyFrame",
     "changeDisplayName",
     "leave",
+    "chatMessage",
+    "clearChat",
+    "raiseHand",
+    "lowerHand",
+    "lockRoom",
+    "unlockRoom",
+    "setAccessCode",
+    "promotePeer",
+    "promoteAllPeers",
+    "denyPeer",
+    "giveRole",
+    "removeRole",
+    "mutePeer",
+    "muteAll",
+    "stopPeerVideo",
+    "stopAllVideo",
+    "stopPeerScreenShare",
+    "allowMedia",
+    "kickPeer",
+    "closeMeeting",
 ];
 
 /// Parses one text frame into a request. On failure, returns the request id when it could be
@@ -243,13 +381,20 @@ pub enum Notification {
         /// Who.
         peer_id: PeerId,
     },
-    /// Someone changed their name.
+    /// Someone's name, hand or roles changed; only the changed fields are present.
     #[serde(rename_all = "camelCase")]
     PeerUpdated {
         /// Who.
         peer_id: PeerId,
         /// The new name.
-        display_name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
+        /// Hand up or down.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        raised_hand: Option<bool>,
+        /// The new roles.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        roles: Option<Vec<Role>>,
     },
     /// A peer started publishing a track.
     ProducerAdded {
@@ -271,6 +416,9 @@ pub enum Notification {
         producer_id: ProducerId,
         /// Its owner.
         peer_id: PeerId,
+        /// A moderator turned it off; its owner may not turn it on again by itself.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        by_moderator: bool,
     },
     /// A producer was turned on again.
     #[serde(rename_all = "camelCase")]
@@ -321,11 +469,53 @@ pub enum Notification {
         /// Why.
         reason: String,
     },
+    /// A chat message (also to its writer).
+    ChatMessage(ChatEntry),
+    /// The chat history was cleared.
+    ChatCleared {},
+    /// The room was locked.
+    RoomLocked {},
+    /// The room was unlocked.
+    RoomUnlocked {},
+    /// Who waits in the lobby now (to those who may admit; empty when nobody waits).
+    LobbyPeers {
+        /// The waiting peers, in arrival order.
+        peers: Vec<LobbyPeerInfo>,
+    },
+    /// You, waiting in the lobby, are admitted: what `join` would have answered.
+    Admitted(JoinResponse),
+    /// You, waiting in the lobby, are refused; the server closes the socket.
+    Denied {},
+    /// Your roles and what they allow changed.
+    PermissionsChanged {
+        /// Your roles.
+        roles: Vec<Role>,
+        /// What they allow.
+        permissions: Vec<Permission>,
+    },
+    /// A moderator stopped your media of this kind: you may not start it again until
+    /// `mediaAllowed`.
+    MediaBlocked {
+        /// `audio`, `video` or `screen`.
+        kind: MediaBlockKind,
+    },
+    /// A moderator allows your media of this kind again (you start it yourself).
+    MediaAllowed {
+        /// `audio`, `video` or `screen`.
+        kind: MediaBlockKind,
+    },
+    /// A moderator removed you from the meeting; the server closes the socket.
+    Kicked {
+        /// Why, for people.
+        reason: String,
+    },
+    /// A moderator ended the meeting; the server closes the socket.
+    MeetingClosed {},
     /// A problem not tied to a request.
     Error(SignalError),
 }
 
-/// Data of a successful `join`.
+/// Data of a successful `join` (and of `admitted`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinResponse {
@@ -333,10 +523,30 @@ pub struct JoinResponse {
     pub peer_id: PeerId,
     /// The room.
     pub room_id: RoomId,
-    /// Everyone else, with their producers.
+    /// True while you wait in the lobby: `admitted` (with the rest) or `denied` follows.
+    pub lobby: bool,
+    /// Everyone else, with their producers, roles and hands.
     pub peers: Vec<PeerInfo>,
     /// STUN/TURN servers for the client's peer connections.
     pub ice_servers: Vec<IceServer>,
+    /// Your roles.
+    pub roles: Vec<Role>,
+    /// What your roles allow.
+    pub permissions: Vec<Permission>,
+    /// The recent chat, oldest first.
+    pub chat_history: Vec<ChatEntry>,
+    /// Whether the room is locked.
+    pub locked: bool,
+}
+
+/// A peer waiting in the lobby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LobbyPeerInfo {
+    /// The waiting peer.
+    pub id: PeerId,
+    /// Its name.
+    pub display_name: String,
 }
 
 /// One entry of `iceServers`, as `RTCIceServer` takes it.
@@ -452,7 +662,8 @@ mod tests {
             req,
             ClientRequest::Join(JoinRequest {
                 display_name: "A".into(),
-                protocol_version: 1
+                protocol_version: 1,
+                access_code: None,
             })
         );
     }
