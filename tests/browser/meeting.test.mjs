@@ -30,8 +30,16 @@ e2e('a peer without camera or microphone joins receive-only, then leaves with th
   const producers = await d.evaluate(() => window.meeting.producers);
   assert.deepEqual(producers, [], 'a receive-only peer must publish nothing');
 
-  // Leaving with the button: the viewer ends up on the "left" screen, the sender drops it.
+  // Leaving with the button asks first; "Stay" keeps the meeting, "Leave" ends it: the viewer
+  // ends up on the "left" screen, the sender drops it.
   await d.click('#leave-button');
+  const asked = await d.evaluate(() => ({ open: document.getElementById('confirm-dialog').open, state: window.meeting.state }));
+  assert.deepEqual(asked, { open: true, state: 'joined' }, 'Leave must ask for confirmation before leaving');
+  await d.click('#confirm-cancel');
+  const stayed = await d.evaluate(() => ({ open: document.getElementById('confirm-dialog').open, state: window.meeting.state }));
+  assert.deepEqual(stayed, { open: false, state: 'joined' }, '"Stay" must close the question and keep the meeting');
+  await d.click('#leave-button');
+  await d.click('#confirm-ok');
   await waitFor('the viewer to be on the left screen after clicking Leave', async () => {
     const s = await d.evaluate(() => ({
       state: window.meeting.state,
@@ -71,8 +79,12 @@ function restartTest(how, tag, stopServer, { expectReconnectNotification = false
       }))));
       return { ok: states.every((s) => s.state === 'reconnecting' && s.connection === 'reconnecting'), detail: states };
     }, { timeoutMs: 10000 });
-    const remoteTiles = await a.evaluate(() => document.querySelectorAll('.tile:not([data-self])').length);
-    assert.equal(remoteTiles, 0, 'remote tiles must be cleared while reconnecting');
+    // An outage is not everyone leaving: the others stay listed and tiled, greyed (issue 17, bug 4).
+    const kept = await a.evaluate((id) => ({
+      tile: document.querySelector(`.tile[data-peer-id="${id}"][data-source="webcam"]`)?.classList.contains('stale'),
+      listed: document.querySelector(`#participant-list li[data-peer-id="${id}"]`)?.classList.contains('stale'),
+    }), b.peerId);
+    assert.deepEqual(kept, { tile: true, listed: true }, `A must keep B's tile and list entry, greyed (class stale), while reconnecting`);
 
     await sleep(1000);
     await server.start();
@@ -88,6 +100,18 @@ function restartTest(how, tag, stopServer, { expectReconnectNotification = false
       const rb = await receivesFrom(b, [a]);
       return { ok: ra.ok && rb.ok, detail: [ra.detail, rb.detail] };
     }, { timeoutMs: 30000 });
+    for (const p of [a, b]) {
+      const after = await p.evaluate(() => ({
+        stale: document.querySelectorAll('.stale').length,
+        tiles: document.querySelectorAll('.tile[data-source="webcam"]').length,
+        listed: document.querySelectorAll('#participant-list li').length,
+        toasts: window.meeting.toasts.map((x) => x.text),
+      }));
+      assert.equal(after.stale, 0, `${p.label}: nothing stays greyed once reconnected`);
+      assert.equal(after.tiles, 2, `${p.label}: one camera tile each, the stale ones replaced, not duplicated`);
+      assert.equal(after.listed, 2, `${p.label}: two people listed`);
+      assert.ok(after.toasts.includes('Reconnected'), `${p.label} must say "Reconnected"; toasts: ${JSON.stringify(after.toasts)}`);
+    }
     if (expectReconnectNotification) {
       const seen = await Promise.all([a, b].map((p) => p.evaluate(() => window.meeting.log.some((l) => l.method === 'reconnect'))));
       assert.deepEqual(seen, [true, true], 'a draining server (drainTimeout 2 s) must send `reconnect` to both peers before it stops');
