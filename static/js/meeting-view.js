@@ -304,7 +304,8 @@ function speakerChanged() {
     tile.setSpeaking(!!id && tile.source === 'webcam' && id === speaker);
   }
   const remote = speaker && speaker !== meeting.peerId ? meeting.peers.get(speaker) : null;
-  grid.setSpeaker(remote ? grid.key(remote.id, 'webcam') : null);
+  // Speaker view keeps the last speaker on the stage through pauses between words.
+  if (remote) grid.setSpeaker(grid.key(remote.id, 'webcam'));
   const cue = $('#speaker-cue');
   const name = speaker === meeting.peerId && speaker ? 'You' : remote?.displayName;
   cue.hidden = !name;

@@ -71,6 +71,8 @@ async function importOrExplain(name) {
 }
 
 export const DESKTOP = { width: 800, height: 600 };
+export const PHONE = { width: 390, height: 844 };
+export const WIDE = { width: 1280, height: 800 };
 
 /** One participant's page, whichever browser it runs in. */
 export class Peer {
@@ -102,6 +104,11 @@ export class Peer {
     return undefined;
   }
 
+  /** Picks an <option> by value, as a person choosing in the list would. */
+  select(selector, value) {
+    return this.kind === 'chromium' ? this.page.selectOption(selector, value) : this.page.select(selector, value);
+  }
+
   /** A key press on the focused element ("Enter", "m", "Escape"). */
   press(key) {
     return this.page.keyboard.press(key);
@@ -109,6 +116,11 @@ export class Peer {
 
   screenshot(file) {
     return this.page.screenshot({ path: file });
+  }
+
+  /** Loads a script file (e.g. axe-core) into the page. */
+  addScript(file) {
+    return this.page.addScriptTag({ path: file });
   }
 
   goto(url) {
@@ -132,8 +144,8 @@ export async function launchChromium({ args = [] } = {}) {
   const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: [...CHROMIUM_ARGS, ...args] });
   return {
     kind: 'chromium',
-    async openPeer(url, label, { initScript, viewport = DESKTOP } = {}) {
-      const context = await browser.newContext({ permissions: ['camera', 'microphone'], viewport });
+    async openPeer(url, label, { initScript, viewport = DESKTOP, permissions = [] } = {}) {
+      const context = await browser.newContext({ permissions: ['camera', 'microphone', ...permissions], viewport });
       if (initScript) await context.addInitScript(initScript);
       const page = await context.newPage();
       const peer = new Peer({ label, kind: 'chromium', page, close: () => context.close() });
