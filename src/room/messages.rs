@@ -1,12 +1,13 @@
 //! Messages of the room layer: what peers ask a [`RoomActor`](super::RoomActor) and the
 //! [`RegistryActor`](super::RegistryActor), and the [`RoomEvent`]s a room sends its peers.
+//! A peer speaks only to its room; the room alone commands the media worker.
 
 use actix::{Addr, Message, Recipient};
 
 use super::RoomActor;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
-use crate::model::{PeerInfo, ProducerInfo};
-use crate::sfu::{MediaEvent, WorkerHandle};
+use crate::model::{MediaKind, PeerInfo, ProducerInfo, Source};
+use crate::sfu::{MediaError, MediaEvent};
 
 /// Why a peer could not join.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +32,12 @@ pub enum RoomError {
     /// The producer does not exist or is not the caller's.
     #[error("no producer '{0}' of yours")]
     UnknownProducer(ProducerId),
+    /// A published track whose source and kind disagree.
+    #[error("{0}")]
+    BadTrack(String),
+    /// The media worker refused or failed the request.
+    #[error(transparent)]
+    Media(#[from] MediaError),
 }
 
 /// Enter the room.
@@ -52,8 +59,6 @@ pub struct Join {
 pub struct Joined {
     /// Everyone else, with their producers.
     pub peers: Vec<PeerInfo>,
-    /// The media worker hosting the room.
-    pub worker: WorkerHandle,
 }
 
 /// Leave the room (any exit path: request, socket closed, heartbeat timeout).
@@ -64,14 +69,72 @@ pub struct Leave {
     pub peer: PeerId,
 }
 
-/// New producers were negotiated on the peer's send transport.
+/// A track the peer declares in a publish: the mid of its transceiver and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTrack {
+    /// SDP media id on the peer's send transport.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Microphone, camera or screen.
+    pub source: Source,
+}
+
+/// Apply an offer of the peer's send transport and make producers of its new tracks. A mid
+/// that already carries one of the peer's producers replaces it. The room handles this
+/// atomically: no other message of the room runs until the media worker has answered.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct AddProducers {
-    /// Owner.
+#[rtype(result = "Result<Published, RoomError>")]
+pub struct Publish {
+    /// The publishing peer.
     pub peer: PeerId,
-    /// The producers.
-    pub producers: Vec<ProducerInfo>,
+    /// SDP offer of its send transport.
+    pub sdp: String,
+    /// The new tracks.
+    pub tracks: Vec<NewTrack>,
+}
+
+/// Answer to [`Publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// SDP answer.
+    pub sdp: String,
+    /// The producer made for each track: (mid, producer).
+    pub producers: Vec<(String, ProducerId)>,
+}
+
+/// The peer's answer to the last offer of its recv transport.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RoomError>")]
+pub struct RecvAnswer {
+    /// The receiving peer.
+    pub peer: PeerId,
+    /// SDP answer.
+    pub sdp: String,
+}
+
+/// The size at which the peer displays one of its consumers (simulcast layer choice).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RoomError>")]
+pub struct SetConsumerPreferences {
+    /// The receiving peer.
+    pub peer: PeerId,
+    /// Its consumer.
+    pub consumer: ConsumerId,
+    /// Displayed width in device pixels (0 = hidden).
+    pub width: u32,
+    /// Displayed height in device pixels (0 = hidden).
+    pub height: u32,
+}
+
+/// Ask the producer behind one of the peer's consumers for a keyframe.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RoomError>")]
+pub struct RequestKeyFrame {
+    /// The receiving peer.
+    pub peer: PeerId,
+    /// Its consumer.
+    pub consumer: ConsumerId,
 }
 
 /// Close one of the peer's producers.

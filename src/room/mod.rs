@@ -3,12 +3,14 @@
 //! [`PeerActor`] per participant that speaks the signaling protocol. Media packets never
 //! pass through here; rooms command the media workers of [`crate::sfu`].
 
+pub mod media;
 pub mod messages;
 pub mod peer;
 pub mod registry;
 #[allow(clippy::module_inception)]
 pub mod room;
 
+pub use media::{MediaPool, MediaWorker, Worker};
 pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Outbound, PeerActor};
 pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};

@@ -1,28 +1,24 @@
-//! [`PeerActor`]: one participant's connection. Turns parsed client requests into room and
-//! media-worker commands, turns room and media events into notifications, keeps the
-//! heartbeat, and on every exit path (leave request, socket closed or failed, heartbeat
-//! timeout) leaves the room in `stopped()`. It owns no socket: frames come in as
-//! [`ClientText`] and go out through an [`Outbound`] channel that the WebSocket edge drains.
+//! [`PeerActor`]: one participant's connection. Turns parsed client requests into requests to
+//! its room (the only actor it speaks to once joined), turns room and media events into
+//! notifications, keeps the heartbeat, and on every exit path (leave request, socket closed or
+//! failed, heartbeat timeout) leaves the room in `stopped()`. It owns no socket and no media
+//! state: frames come in as [`ClientText`] and go out through an [`Outbound`] channel that the
+//! WebSocket edge drains.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
 
 use super::messages::*;
 use super::RoomActor;
-use crate::ids::{PeerId, ProducerId, RoomId};
-use crate::model::ProducerInfo;
-use crate::sfu::messages::NewProducer;
-use crate::sfu::messages::Reply;
-use crate::sfu::{MediaError, MediaEvent, WorkerCommand, WorkerHandle};
+use crate::ids::{PeerId, RoomId};
+use crate::sfu::{MediaError, MediaEvent};
 use crate::signaling::protocol::{JoinRequest, PublishedTrack};
 use crate::signaling::{
-    parse_request, ClientRequest, ErrorCode, Notification, RequestId, ServerMessage, SignalError,
-    PROTOCOL_VERSION,
+    parse_request, ClientRequest, Empty, ErrorCode, JoinResponse, Notification, PublishResponse,
+    PublishedProducer, RequestId, ResponseData, ServerMessage, SignalError, PROTOCOL_VERSION,
 };
 
 /// Longest accepted display name, in characters.
@@ -82,10 +78,7 @@ pub struct Heartbeat {
 enum State {
     Connected,
     Joining,
-    Joined {
-        room: Addr<RoomActor>,
-        worker: WorkerHandle,
-    },
+    Joined(Addr<RoomActor>),
 }
 
 /// One participant.
@@ -99,8 +92,6 @@ pub struct PeerActor {
     heartbeat: Heartbeat,
     last_heard: Instant,
     state: State,
-    /// Own producers by the mid of their send transceiver.
-    producers: HashMap<String, ProducerId>,
     exit: ExitReason,
 }
 
@@ -121,7 +112,6 @@ impl PeerActor {
             heartbeat,
             last_heard: Instant::now(),
             state: State::Connected,
-            producers: HashMap::new(),
             exit: ExitReason::Running,
         }
     }
@@ -134,149 +124,128 @@ impl PeerActor {
         self.send(ServerMessage::Notification(n));
     }
 
-    fn reply(&self, id: RequestId, result: Result<serde_json::Value, SignalError>) {
+    fn reply(&self, id: RequestId, result: Result<ResponseData, SignalError>) {
         self.send(match result {
             Ok(data) => ServerMessage::ok(id, data),
             Err(e) => ServerMessage::error(Some(id), e),
         });
     }
 
-    fn joined(&self) -> Option<(Addr<RoomActor>, WorkerHandle)> {
-        match &self.state {
-            State::Joined { room, worker } => Some((room.clone(), worker.clone())),
-            _ => None,
-        }
-    }
-
     fn on_request(&mut self, id: RequestId, req: ClientRequest, ctx: &mut Context<Self>) {
         if let ClientRequest::Join(j) = req {
             return self.join(id, j, ctx);
         }
-        let Some((room, worker)) = self.joined() else {
+        let State::Joined(room) = &self.state else {
             return self.reply(
                 id,
                 Err(SignalError::new(ErrorCode::NotJoined, "send 'join' first")),
             );
         };
+        let room = room.clone();
         let peer = self.id.clone();
         match req {
             ClientRequest::Join(_) => {}
             ClientRequest::Publish { sdp, producers } => {
-                self.publish(id, sdp, producers, room, worker, ctx)
-            }
-            ClientRequest::RecvAnswer { sdp } => {
-                self.ack_media(id, worker, ctx, move |reply| WorkerCommand::RecvAnswer {
-                    peer,
-                    answer: sdp,
-                    reply,
+                let tracks = producers.into_iter().map(new_track).collect();
+                let ask = room.send(Publish { peer, sdp, tracks });
+                self.respond_later(id, ctx, async move {
+                    let published = ask.await.map_err(mailbox_error)?.map_err(room_error)?;
+                    Ok(ResponseData::Publish(PublishResponse {
+                        sdp: published.sdp,
+                        producers: published
+                            .producers
+                            .into_iter()
+                            .map(|(mid, id)| PublishedProducer { mid, id })
+                            .collect(),
+                    }))
                 })
             }
-            ClientRequest::PauseProducer { producer_id } => self.ack_room(
+            ClientRequest::RecvAnswer { sdp } => {
+                self.ack(id, ctx, room.send(RecvAnswer { peer, sdp }))
+            }
+            ClientRequest::PauseProducer { producer_id } => self.ack(
                 id,
-                room,
-                SetProducerPaused {
+                ctx,
+                room.send(SetProducerPaused {
                     peer,
                     producer: producer_id,
                     paused: true,
-                },
-                ctx,
+                }),
             ),
-            ClientRequest::ResumeProducer { producer_id } => self.ack_room(
+            ClientRequest::ResumeProducer { producer_id } => self.ack(
                 id,
-                room,
-                SetProducerPaused {
+                ctx,
+                room.send(SetProducerPaused {
                     peer,
                     producer: producer_id,
                     paused: false,
-                },
-                ctx,
+                }),
             ),
-            ClientRequest::CloseProducer { producer_id } => {
-                self.producers.retain(|_, p| *p != producer_id);
-                let msg = CloseProducer {
+            ClientRequest::CloseProducer { producer_id } => self.ack(
+                id,
+                ctx,
+                room.send(CloseProducer {
                     peer,
                     producer: producer_id,
-                };
-                self.ack_room(id, room, msg, ctx)
-            }
+                }),
+            ),
             ClientRequest::SetConsumerPreferences {
                 consumer_id,
                 width,
                 height,
-            } => self.ack_media(id, worker, ctx, move |reply| {
-                WorkerCommand::SetConsumerPreferences {
+            } => self.ack(
+                id,
+                ctx,
+                room.send(SetConsumerPreferences {
                     peer,
                     consumer: consumer_id,
                     width,
                     height,
-                    reply,
-                }
-            }),
-            ClientRequest::RequestKeyFrame { consumer_id } => {
-                self.ack_media(id, worker, ctx, move |reply| {
-                    WorkerCommand::RequestKeyFrame {
-                        peer,
-                        consumer: consumer_id,
-                        reply,
-                    }
-                })
-            }
+                }),
+            ),
+            ClientRequest::RequestKeyFrame { consumer_id } => self.ack(
+                id,
+                ctx,
+                room.send(RequestKeyFrame {
+                    peer,
+                    consumer: consumer_id,
+                }),
+            ),
             ClientRequest::ChangeDisplayName { display_name } => {
                 match valid_display_name(&display_name) {
                     Ok(display_name) => {
-                        self.ack_room(id, room, ChangeDisplayName { peer, display_name }, ctx)
+                        self.ack(id, ctx, room.send(ChangeDisplayName { peer, display_name }))
                     }
                     Err(e) => self.reply(id, Err(e)),
                 }
             }
             ClientRequest::Leave {} => {
-                self.reply(id, Ok(json!({})));
+                self.reply(id, Ok(ResponseData::Empty(Empty {})));
                 self.exit = ExitReason::LeaveRequest;
                 ctx.stop();
             }
         }
     }
 
-    /// Sends a media-worker request and answers `{}` or its error.
-    fn ack_media(
+    /// Answers `{}` or the room's error once `ask` completes.
+    fn ack(
         &mut self,
         id: RequestId,
-        worker: WorkerHandle,
         ctx: &mut Context<Self>,
-        make: impl FnOnce(Reply<()>) -> WorkerCommand + 'static,
+        ask: impl std::future::Future<Output = Result<Result<(), RoomError>, MailboxError>> + 'static,
     ) {
-        let fut = async move {
-            worker
-                .request(make)
-                .await
-                .map(|_| json!({}))
-                .map_err(media_error)
-        };
-        self.respond_later(id, fut, ctx);
-    }
-
-    /// Sends a room request and answers `{}` or its error.
-    fn ack_room<M>(&mut self, id: RequestId, room: Addr<RoomActor>, msg: M, ctx: &mut Context<Self>)
-    where
-        M: Message<Result = Result<(), RoomError>> + Send + 'static,
-        RoomActor: Handler<M>,
-    {
-        let fut = async move {
-            room.send(msg)
-                .await
-                .map_err(mailbox_error)?
-                .map(|_| json!({}))
-                .map_err(room_error)
-        };
-        self.respond_later(id, fut, ctx);
+        self.respond_later(id, ctx, async move {
+            ask.await.map_err(mailbox_error)?.map_err(room_error)?;
+            Ok(ResponseData::Empty(Empty {}))
+        });
     }
 
     /// Runs `fut` with the actor paused (requests are answered in order) and replies.
     fn respond_later(
         &mut self,
         id: RequestId,
-        fut: impl std::future::Future<Output = Result<serde_json::Value, SignalError>> + 'static,
         ctx: &mut Context<Self>,
+        fut: impl std::future::Future<Output = Result<ResponseData, SignalError>> + 'static,
     ) {
         ctx.wait(
             fut.into_actor(self)
@@ -343,115 +312,34 @@ impl PeerActor {
         };
         ctx.wait(
             fut.into_actor(self)
-                .map(move |result, act, ctx| match result {
+                .map(move |result, act, _| match result {
                     Ok((room, joined)) => {
-                        act.state = State::Joined {
-                            room,
-                            worker: joined.worker,
-                        };
+                        act.state = State::Joined(room);
                         info!(room = %act.room_id, peer = %act.id, "joined");
                         act.reply(
                             id,
-                            Ok(json!({
-                                "peerId": act.id,
-                                "roomId": act.room_id,
-                                "peers": joined.peers,
-                                "iceServers": [],
+                            Ok(ResponseData::Join(JoinResponse {
+                                peer_id: act.id.clone(),
+                                room_id: act.room_id.clone(),
+                                peers: joined.peers,
+                                ice_servers: Vec::new(),
                             })),
                         );
                     }
                     Err(e) => {
                         act.state = State::Connected;
                         act.reply(id, Err(e));
-                        let _ = ctx;
                     }
                 }),
         );
     }
+}
 
-    fn publish(
-        &mut self,
-        id: RequestId,
-        sdp: String,
-        tracks: Vec<PublishedTrack>,
-        room: Addr<RoomActor>,
-        worker: WorkerHandle,
-        ctx: &mut Context<Self>,
-    ) {
-        let peer = self.id.clone();
-        let mut replaced = Vec::new();
-        let mut new = Vec::new();
-        for t in &tracks {
-            if t.source.kind() != t.kind {
-                return self.reply(
-                    id,
-                    Err(SignalError::new(
-                        ErrorCode::BadRequest,
-                        format!("source {:?} cannot be {:?}", t.source, t.kind),
-                    )),
-                );
-            }
-            if let Some(old) = self.producers.remove(&t.mid) {
-                replaced.push(old);
-            }
-            new.push(NewProducer {
-                id: ProducerId::random(),
-                mid: t.mid.clone(),
-                kind: t.kind,
-                source: t.source,
-            });
-        }
-        let fut = {
-            let new = new.clone();
-            let peer = peer.clone();
-            let room = room.clone();
-            async move {
-                for producer in replaced {
-                    let _ = room
-                        .send(CloseProducer {
-                            peer: peer.clone(),
-                            producer,
-                        })
-                        .await;
-                }
-                worker
-                    .request(|reply| WorkerCommand::Publish {
-                        peer,
-                        offer: sdp,
-                        producers: new,
-                        reply,
-                    })
-                    .await
-            }
-        };
-        ctx.wait(fut.into_actor(self).map(move |result, act, _| {
-            let answer = match result {
-                Ok(answer) => answer,
-                Err(e) => return act.reply(id, Err(media_error(e))),
-            };
-            let infos: Vec<ProducerInfo> = new
-                .iter()
-                .map(|p| ProducerInfo {
-                    id: p.id.clone(),
-                    peer_id: peer.clone(),
-                    kind: p.kind,
-                    source: p.source,
-                    paused: false,
-                })
-                .collect();
-            for p in &new {
-                act.producers.insert(p.mid.clone(), p.id.clone());
-            }
-            room.do_send(AddProducers {
-                peer: peer.clone(),
-                producers: infos,
-            });
-            let ids: Vec<_> = new
-                .iter()
-                .map(|p| json!({"mid": p.mid, "id": p.id}))
-                .collect();
-            act.reply(id, Ok(json!({"sdp": answer, "producers": ids})));
-        }));
+fn new_track(t: PublishedTrack) -> NewTrack {
+    NewTrack {
+        mid: t.mid,
+        kind: t.kind,
+        source: t.source,
     }
 }
 
@@ -469,7 +357,12 @@ fn valid_display_name(name: &str) -> Result<String, SignalError> {
 
 fn media_error(e: MediaError) -> SignalError {
     let code = match &e {
-        MediaError::InvalidSdp(_) => ErrorCode::InvalidSdp,
+        MediaError::InvalidSdp(detail) => {
+            return SignalError::new(
+                ErrorCode::InvalidSdp,
+                format!("invalid SDP: {}", sdp_problem(detail)),
+            )
+        }
         MediaError::UnknownConsumer(_) => ErrorCode::NotFound,
         MediaError::BadTrack(_) => ErrorCode::BadRequest,
         MediaError::NoPendingOffer | MediaError::UnknownPeer(_) => ErrorCode::BadState,
@@ -478,10 +371,33 @@ fn media_error(e: MediaError) -> SignalError {
     SignalError::new(code, e.to_string())
 }
 
+/// The SDP parser's message, fit for the client: one line, and without the parser's memory
+/// addresses (`Parse error at PointerOffset(0x7f…)`), which tell the client nothing and
+/// leak the server's address layout.
+fn sdp_problem(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    while let Some(at) = rest.find("PointerOffset(") {
+        out.push_str(rest[..at].trim_end_matches("at ").trim_end());
+        rest = match rest[at..].find(')') {
+            Some(end) => &rest[at + end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn room_error(e: RoomError) -> SignalError {
-    let code = match &e {
+    let code = match e {
         RoomError::NotInRoom => ErrorCode::NotJoined,
         RoomError::UnknownProducer(_) => ErrorCode::NotFound,
+        RoomError::BadTrack(_) => ErrorCode::BadRequest,
+        RoomError::Media(e) => return media_error(e),
     };
     SignalError::new(code, e.to_string())
 }
@@ -520,7 +436,7 @@ impl Actor for PeerActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let State::Joined { room, .. } = &self.state {
+        if let State::Joined(room) = &self.state {
             room.do_send(Leave {
                 peer: self.id.clone(),
             });
@@ -639,5 +555,23 @@ impl Handler<MediaEvent> for PeerActor {
             },
         };
         self.notify(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdp_errors_reach_the_client_without_parser_addresses() {
+        let e = media_error(MediaError::InvalidSdp(
+            "SDP parse: Parse error at PointerOffset(0x55f808d2c8c6)\nUnexpected `g`\nExpected `v`\nsdp line".into(),
+        ));
+        assert_eq!(e.code, ErrorCode::InvalidSdp);
+        assert_eq!(
+            e.message,
+            "invalid SDP: SDP parse: Parse error; Unexpected `g`; Expected `v`; sdp line"
+        );
+        assert!(!e.message.contains("0x"));
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::warn;
 
+use super::media::MediaPool;
 use super::messages::*;
 use super::room::{RoomActor, RoomSettings};
 use crate::ids::{NodeId, RoomId};
 use crate::routing::{Placement, RoomDirectory};
-use crate::sfu::MediaPlane;
 
 struct Entry {
     addr: Addr<RoomActor>,
@@ -22,7 +22,8 @@ struct Entry {
 /// The rooms of this instance.
 pub struct RegistryActor {
     node: NodeId,
-    media: MediaPlane,
+    /// Places new rooms on media workers.
+    media: Arc<dyn MediaPool>,
     settings: RoomSettings,
     directory: Arc<dyn RoomDirectory>,
     rooms: HashMap<RoomId, Entry>,
@@ -35,7 +36,7 @@ impl RegistryActor {
     /// A registry placing rooms on `media`'s workers.
     pub fn new(
         node: NodeId,
-        media: MediaPlane,
+        media: Arc<dyn MediaPool>,
         settings: RoomSettings,
         directory: Arc<dyn RoomDirectory>,
     ) -> Self {

@@ -1,6 +1,7 @@
-//! [`RoomActor`]: one meeting. Owns membership, the list of producers and which consumer
-//! copies which producer for whom; tells the media worker to create and close them; notifies
-//! peers of every change. It never sees a media packet.
+//! [`RoomActor`]: one meeting. Owns membership, the producers (with the mid each was published
+//! on) and which consumer copies which producer for whom. It is the only part of the control
+//! plane that commands the room's media worker: peers ask the room, the room asks the worker.
+//! It notifies peers of every change and never sees a media packet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -8,10 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info};
 
+use super::media::{request, Worker};
 use super::messages::*;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
 use crate::model::{PeerInfo, ProducerInfo};
-use crate::sfu::{RoomMediaEvent, WorkerCommand, WorkerHandle};
+use crate::sfu::messages::NewProducer;
+use crate::sfu::{MediaError, RoomMediaEvent, WorkerCommand};
 
 /// Limits a room enforces.
 #[derive(Debug, Clone)]
@@ -28,17 +31,25 @@ struct Member {
     events: Recipient<RoomEvent>,
 }
 
+/// A producer as the room keeps it.
+struct Producer {
+    info: ProducerInfo,
+    /// The mid of its transceiver on the owner's send transport; a publish that lists this
+    /// mid again replaces the producer.
+    mid: String,
+}
+
 /// One meeting.
 pub struct RoomActor {
     id: RoomId,
     generation: u64,
     settings: RoomSettings,
-    /// The media worker hosting this room; the room tells it what to forward.
-    worker: WorkerHandle,
+    /// The media worker hosting this room; only the room commands it.
+    worker: Worker,
     /// Told when the room stops and when its occupancy changes.
     registry: Option<(Recipient<RoomClosed>, Recipient<RoomOccupancy>)>,
     members: BTreeMap<PeerId, Member>,
-    producers: BTreeMap<ProducerId, ProducerInfo>,
+    producers: BTreeMap<ProducerId, Producer>,
     /// consumer -> (receiving peer, producer)
     consumers: HashMap<ConsumerId, (PeerId, ProducerId)>,
     /// Pending close of the empty room; cancelled by a join.
@@ -52,7 +63,7 @@ impl RoomActor {
         id: RoomId,
         generation: u64,
         settings: RoomSettings,
-        worker: WorkerHandle,
+        worker: Worker,
         registry: Option<(Recipient<RoomClosed>, Recipient<RoomOccupancy>)>,
     ) -> Self {
         Self {
@@ -76,8 +87,8 @@ impl RoomActor {
             producers: self
                 .producers
                 .values()
-                .filter(|p| &p.peer_id == peer)
-                .cloned()
+                .filter(|p| &p.info.peer_id == peer)
+                .map(|p| p.info.clone())
                 .collect(),
         }
     }
@@ -158,9 +169,83 @@ impl RoomActor {
             return Err(RoomError::NotInRoom);
         }
         match self.producers.get(producer) {
-            Some(p) if &p.peer_id == peer => Ok(()),
+            Some(p) if &p.info.peer_id == peer => Ok(()),
             _ => Err(RoomError::UnknownProducer(producer.clone())),
         }
+    }
+
+    fn member(&self, peer: &PeerId) -> Result<(), RoomError> {
+        if self.members.contains_key(peer) {
+            Ok(())
+        } else {
+            Err(RoomError::NotInRoom)
+        }
+    }
+
+    /// Registers a new producer of `owner`, tells the others and subscribes them to it.
+    fn add_producer(&mut self, owner: &PeerId, p: &NewProducer) {
+        let info = ProducerInfo {
+            id: p.id.clone(),
+            peer_id: owner.clone(),
+            kind: p.kind,
+            source: p.source,
+            paused: false,
+        };
+        self.producers.insert(
+            p.id.clone(),
+            Producer {
+                info: info.clone(),
+                mid: p.mid.clone(),
+            },
+        );
+        self.notify_others(owner, RoomEvent::ProducerAdded(info));
+        let others: Vec<PeerId> = self
+            .members
+            .keys()
+            .filter(|id| *id != owner)
+            .cloned()
+            .collect();
+        for other in others {
+            self.subscribe(&other, &p.id);
+        }
+    }
+
+    /// Removes a producer: the worker stops it, its consumers close, the others are told.
+    fn remove_producer(&mut self, producer: &ProducerId) {
+        let Some(p) = self.producers.remove(producer) else {
+            return;
+        };
+        self.media(WorkerCommand::CloseProducer {
+            producer: producer.clone(),
+        });
+        self.close_consumers_of(producer);
+        self.notify_others(
+            &p.info.peer_id,
+            RoomEvent::ProducerClosed {
+                producer: producer.clone(),
+                peer: p.info.peer_id.clone(),
+            },
+        );
+    }
+
+    /// A consumer of `peer`'s, or `NotFound`-like refusal from the worker's point of view.
+    fn consumer_of(&self, peer: &PeerId, consumer: &ConsumerId) -> Result<(), RoomError> {
+        self.member(peer)?;
+        match self.consumers.get(consumer) {
+            Some((owner, _)) if owner == peer => Ok(()),
+            _ => Err(RoomError::Media(MediaError::UnknownConsumer(
+                consumer.clone(),
+            ))),
+        }
+    }
+
+    /// Runs a worker request and answers with its result, without blocking the room.
+    fn ask_worker(
+        &self,
+        make: impl FnOnce(crate::sfu::messages::Reply<()>) -> WorkerCommand + 'static,
+    ) -> ResponseFuture<Result<(), RoomError>> {
+        let worker = self.worker.clone();
+        Box::pin(async move { Ok(request(&*worker, make).await?) })
     }
 }
 
@@ -235,10 +320,7 @@ impl Handler<Join> for RoomActor {
         }
         info!(room = %self.id, peer = %msg.peer, peers = self.members.len(), "peer joined");
         self.report_occupancy();
-        Ok(Joined {
-            peers,
-            worker: self.worker.clone(),
-        })
+        Ok(Joined { peers })
     }
 }
 
@@ -252,11 +334,13 @@ impl Handler<Leave> for RoomActor {
         self.media(WorkerCommand::RemovePeer {
             peer: msg.peer.clone(),
         });
+        // The worker dropped the peer's producers with RemovePeer; the room closes its own
+        // records and tells the others.
         let own: Vec<ProducerId> = self
             .producers
             .values()
-            .filter(|p| p.peer_id == msg.peer)
-            .map(|p| p.id.clone())
+            .filter(|p| p.info.peer_id == msg.peer)
+            .map(|p| p.info.id.clone())
             .collect();
         for producer in own {
             self.producers.remove(&producer);
@@ -289,30 +373,120 @@ impl Handler<Leave> for RoomActor {
     }
 }
 
-impl Handler<AddProducers> for RoomActor {
-    type Result = ();
+impl Handler<Publish> for RoomActor {
+    type Result = AtomicResponse<Self, Result<Published, RoomError>>;
 
-    fn handle(&mut self, msg: AddProducers, _ctx: &mut Self::Context) {
-        if !self.members.contains_key(&msg.peer) {
-            // The peer left while its publish was in flight; the worker already dropped it.
-            for p in msg.producers {
-                self.media(WorkerCommand::CloseProducer { producer: p.id });
-            }
-            return;
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+        let refused = |e| AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        if let Err(e) = self.member(&msg.peer) {
+            return refused(e);
         }
-        for p in msg.producers {
-            self.producers.insert(p.id.clone(), p.clone());
-            self.notify_others(&msg.peer, RoomEvent::ProducerAdded(p.clone()));
-            let others: Vec<PeerId> = self
-                .members
-                .keys()
-                .filter(|id| **id != msg.peer)
-                .cloned()
-                .collect();
-            for other in others {
-                self.subscribe(&other, &p.id);
-            }
+        if let Some(t) = msg.tracks.iter().find(|t| t.source.kind() != t.kind) {
+            return refused(RoomError::BadTrack(format!(
+                "source {:?} cannot be {:?}",
+                t.source, t.kind
+            )));
         }
+        // A mid published again replaces its producer (a reused screen-share transceiver).
+        let replaced: Vec<ProducerId> = self
+            .producers
+            .values()
+            .filter(|p| p.info.peer_id == msg.peer && msg.tracks.iter().any(|t| t.mid == p.mid))
+            .map(|p| p.info.id.clone())
+            .collect();
+        for producer in &replaced {
+            self.remove_producer(producer);
+        }
+        let new: Vec<NewProducer> = msg
+            .tracks
+            .iter()
+            .map(|t| NewProducer {
+                id: ProducerId::random(),
+                mid: t.mid.clone(),
+                kind: t.kind,
+                source: t.source,
+            })
+            .collect();
+        let worker = self.worker.clone();
+        let (peer, offer, producers) = (msg.peer.clone(), msg.sdp, new.clone());
+        let ask = async move {
+            request(&*worker, |reply| WorkerCommand::Publish {
+                peer,
+                offer,
+                producers,
+                reply,
+            })
+            .await
+        };
+        // Atomic: no Leave or other publish runs before the worker answered, so the room's
+        // records and the worker's never disagree.
+        AtomicResponse::new(Box::pin(ask.into_actor(self).map(
+            move |answer, room, _| match answer {
+                Ok(sdp) => {
+                    for p in &new {
+                        room.add_producer(&msg.peer, p);
+                    }
+                    Ok(Published {
+                        sdp,
+                        producers: new.into_iter().map(|p| (p.mid, p.id)).collect(),
+                    })
+                }
+                Err(e) => {
+                    // The worker may have kept the tracks it could use; drop them too.
+                    for p in new {
+                        room.media(WorkerCommand::CloseProducer { producer: p.id });
+                    }
+                    Err(RoomError::Media(e))
+                }
+            },
+        )))
+    }
+}
+
+impl Handler<RecvAnswer> for RoomActor {
+    type Result = ResponseFuture<Result<(), RoomError>>;
+
+    fn handle(&mut self, msg: RecvAnswer, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.member(&msg.peer) {
+            return Box::pin(async move { Err(e) });
+        }
+        self.ask_worker(move |reply| WorkerCommand::RecvAnswer {
+            peer: msg.peer,
+            answer: msg.sdp,
+            reply,
+        })
+    }
+}
+
+impl Handler<SetConsumerPreferences> for RoomActor {
+    type Result = ResponseFuture<Result<(), RoomError>>;
+
+    fn handle(&mut self, msg: SetConsumerPreferences, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.consumer_of(&msg.peer, &msg.consumer) {
+            return Box::pin(async move { Err(e) });
+        }
+        self.ask_worker(move |reply| WorkerCommand::SetConsumerPreferences {
+            peer: msg.peer,
+            consumer: msg.consumer,
+            width: msg.width,
+            height: msg.height,
+            reply,
+        })
+    }
+}
+
+impl Handler<RequestKeyFrame> for RoomActor {
+    type Result = ResponseFuture<Result<(), RoomError>>;
+
+    fn handle(&mut self, msg: RequestKeyFrame, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.consumer_of(&msg.peer, &msg.consumer) {
+            return Box::pin(async move { Err(e) });
+        }
+        self.ask_worker(move |reply| WorkerCommand::RequestKeyFrame {
+            peer: msg.peer,
+            consumer: msg.consumer,
+            reply,
+        })
     }
 }
 
@@ -321,18 +495,7 @@ impl Handler<CloseProducer> for RoomActor {
 
     fn handle(&mut self, msg: CloseProducer, _ctx: &mut Self::Context) -> Self::Result {
         self.owned(&msg.peer, &msg.producer)?;
-        self.producers.remove(&msg.producer);
-        self.media(WorkerCommand::CloseProducer {
-            producer: msg.producer.clone(),
-        });
-        self.close_consumers_of(&msg.producer);
-        self.notify_others(
-            &msg.peer,
-            RoomEvent::ProducerClosed {
-                producer: msg.producer,
-                peer: msg.peer.clone(),
-            },
-        );
+        self.remove_producer(&msg.producer);
         Ok(())
     }
 }
@@ -343,10 +506,10 @@ impl Handler<SetProducerPaused> for RoomActor {
     fn handle(&mut self, msg: SetProducerPaused, _ctx: &mut Self::Context) -> Self::Result {
         self.owned(&msg.peer, &msg.producer)?;
         if let Some(p) = self.producers.get_mut(&msg.producer) {
-            if p.paused == msg.paused {
+            if p.info.paused == msg.paused {
                 return Ok(());
             }
-            p.paused = msg.paused;
+            p.info.paused = msg.paused;
         }
         self.media(WorkerCommand::SetProducerPaused {
             producer: msg.producer.clone(),

@@ -1,5 +1,6 @@
-//! Actor-level tests of the control plane: real `RoomActor`, `RegistryActor` and `PeerActor`
-//! (with a real media worker on loopback), fake recipients that record what they are told.
+//! Actor-level tests of the control plane: real `RoomActor`, `RegistryActor` and `PeerActor`,
+//! fake recipients that record what they are told, and either a fake media worker (that records
+//! the room's commands and answers requests) or a real one on loopback.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,10 +11,110 @@ use tokio::sync::mpsc;
 use super::messages::*;
 use super::*;
 use crate::config::Config;
-use crate::ids::{PeerId, ProducerId, RoomId};
-use crate::model::{ProducerInfo, Source};
+use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
+use crate::model::Source;
 use crate::routing::InMemoryDirectory;
-use crate::sfu::{MediaEvent, MediaPlane};
+use crate::sfu::{MediaError, MediaEvent, MediaPlane, WorkerCommand};
+
+/// What the fake worker was told, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    AddRoom,
+    RemoveRoom,
+    AddPeer(PeerId),
+    RemovePeer(PeerId),
+    Publish(PeerId, Vec<ProducerId>),
+    RecvAnswer(PeerId),
+    AddConsumer(PeerId, ConsumerId, ProducerId),
+    CloseProducer(ProducerId),
+    SetProducerPaused(ProducerId, bool),
+    SetConsumerPreferences(ConsumerId, u32),
+    RequestKeyFrame(ConsumerId),
+    Stats,
+}
+
+/// A media worker without sockets: records every command and answers requests at once
+/// (a publish gets the answer `"fake answer"`, or `invalidSdp` once `refuse_publish` is set).
+#[derive(Debug, Default, Clone)]
+struct FakeWorker {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    refuse_publish: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeWorker {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl MediaWorker for FakeWorker {
+    fn send(&self, cmd: WorkerCommand) -> Result<(), MediaError> {
+        let seen = match cmd {
+            WorkerCommand::AddRoom { .. } => Seen::AddRoom,
+            WorkerCommand::RemoveRoom { .. } => Seen::RemoveRoom,
+            WorkerCommand::AddPeer { peer, .. } => Seen::AddPeer(peer),
+            WorkerCommand::RemovePeer { peer } => Seen::RemovePeer(peer),
+            WorkerCommand::Publish {
+                peer,
+                producers,
+                reply,
+                ..
+            } => {
+                let refuse = self
+                    .refuse_publish
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                let _ = reply.send(if refuse {
+                    Err(MediaError::InvalidSdp("refused by the fake worker".into()))
+                } else {
+                    Ok("fake answer".into())
+                });
+                Seen::Publish(peer, producers.into_iter().map(|p| p.id).collect())
+            }
+            WorkerCommand::RecvAnswer { peer, reply, .. } => {
+                let _ = reply.send(Ok(()));
+                Seen::RecvAnswer(peer)
+            }
+            WorkerCommand::AddConsumer {
+                peer,
+                consumer,
+                producer,
+            } => Seen::AddConsumer(peer, consumer, producer),
+            WorkerCommand::CloseProducer { producer } => Seen::CloseProducer(producer),
+            WorkerCommand::SetProducerPaused { producer, paused } => {
+                Seen::SetProducerPaused(producer, paused)
+            }
+            WorkerCommand::SetConsumerPreferences {
+                consumer,
+                height,
+                reply,
+                ..
+            } => {
+                let _ = reply.send(Ok(()));
+                Seen::SetConsumerPreferences(consumer, height)
+            }
+            WorkerCommand::RequestKeyFrame {
+                consumer, reply, ..
+            } => {
+                let _ = reply.send(Ok(()));
+                Seen::RequestKeyFrame(consumer)
+            }
+            WorkerCommand::Stats { reply } => {
+                let _ = reply.send(Ok(Default::default()));
+                Seen::Stats
+            }
+        };
+        self.seen.lock().unwrap().push(seen);
+        Ok(())
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn index(&self) -> usize {
+        0
+    }
+}
 
 /// Records every room and media event it receives.
 #[derive(Default, Clone)]
@@ -50,24 +151,28 @@ fn media() -> MediaPlane {
     MediaPlane::start(&Config::for_tests()).expect("media worker on loopback")
 }
 
-fn room(max_users: usize, close_delay: Duration) -> Addr<RoomActor> {
-    RoomActor::new(
+/// A room on a fake worker.
+fn room(max_users: usize, close_delay: Duration) -> (Addr<RoomActor>, FakeWorker) {
+    let worker = FakeWorker::default();
+    let room = RoomActor::new(
         RoomId::parse("test").unwrap(),
         1,
         RoomSettings {
             max_users,
             close_delay,
         },
-        media().assign(),
+        Arc::new(worker.clone()),
         None,
     )
-    .start()
+    .start();
+    (room, worker)
 }
 
+/// A registry on a real media worker (loopback).
 fn registry(close_delay: Duration) -> Addr<RegistryActor> {
     RegistryActor::new(
         crate::ids::NodeId::random(),
-        media(),
+        Arc::new(media()),
         RoomSettings {
             max_users: 0,
             close_delay,
@@ -94,14 +199,28 @@ async fn join(room: &Addr<RoomActor>, name: &str) -> (PeerId, Recorder, Joined) 
     (peer, rec, joined)
 }
 
-fn producer(peer: &PeerId, source: Source) -> ProducerInfo {
-    ProducerInfo {
-        id: ProducerId::random(),
-        peer_id: peer.clone(),
-        kind: source.kind(),
-        source,
-        paused: false,
-    }
+/// `peer` publishes one track per source (mids "0", "1", ...); returns the producer ids.
+async fn publish(room: &Addr<RoomActor>, peer: &PeerId, sources: &[Source]) -> Vec<ProducerId> {
+    let tracks = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| NewTrack {
+            mid: i.to_string(),
+            kind: s.kind(),
+            source: *s,
+        })
+        .collect();
+    let published = room
+        .send(Publish {
+            peer: peer.clone(),
+            sdp: "fake offer".into(),
+            tracks,
+        })
+        .await
+        .expect("room alive")
+        .expect("publish accepted");
+    assert_eq!(published.sdp, "fake answer");
+    published.producers.into_iter().map(|(_, id)| id).collect()
 }
 
 async fn settle() {
@@ -110,7 +229,7 @@ async fn settle() {
 
 #[actix_rt::test]
 async fn joining_peers_see_each_other() {
-    let room = room(0, Duration::from_secs(5));
+    let (room, _worker) = room(0, Duration::from_secs(5));
     let (a, rec_a, joined_a) = join(&room, "Alice").await;
     assert!(joined_a.peers.is_empty());
     let (b, rec_b, joined_b) = join(&room, "Bob").await;
@@ -130,7 +249,7 @@ async fn joining_peers_see_each_other() {
 
 #[actix_rt::test]
 async fn a_full_room_refuses_and_a_second_join_is_rejected() {
-    let room = room(1, Duration::from_secs(5));
+    let (room, _worker) = room(1, Duration::from_secs(5));
     let (a, rec, _) = join(&room, "A").await;
     let addr = rec.start();
     let full = room
@@ -157,17 +276,11 @@ async fn a_full_room_refuses_and_a_second_join_is_rejected() {
 
 #[actix_rt::test]
 async fn producers_get_one_consumer_per_other_peer() {
-    let room = room(0, Duration::from_secs(5));
+    let (room, _worker) = room(0, Duration::from_secs(5));
     let (a, _rec_a, _) = join(&room, "A").await;
     let (b, rec_b, _) = join(&room, "B").await;
-    let mic = producer(&a, Source::Mic);
-    let cam = producer(&a, Source::Webcam);
-    room.send(AddProducers {
-        peer: a.clone(),
-        producers: vec![mic.clone(), cam.clone()],
-    })
-    .await
-    .unwrap();
+    let ids = publish(&room, &a, &[Source::Mic, Source::Webcam]).await;
+    let (mic, cam) = (ids[0].clone(), ids[1].clone());
     // A late joiner is subscribed to what is already published.
     let (c, rec_c, joined_c) = join(&room, "C").await;
     assert_eq!(
@@ -196,7 +309,7 @@ async fn producers_get_one_consumer_per_other_peer() {
     for peer in [&b, &c] {
         let mut got = consumers_of(peer);
         got.sort();
-        let mut want = vec![mic.id.clone(), cam.id.clone()];
+        let mut want = vec![mic.clone(), cam.clone()];
         want.sort();
         assert_eq!(got, want, "{peer} consumes both producers of A");
     }
@@ -204,20 +317,20 @@ async fn producers_get_one_consumer_per_other_peer() {
     assert!(rec_b
         .events()
         .iter()
-        .any(|e| matches!(e, RoomEvent::ProducerAdded(p) if p.id == cam.id)));
+        .any(|e| matches!(e, RoomEvent::ProducerAdded(p) if p.id == cam)));
 
     // Only the owner may close; closing removes the consumers and tells their owners.
     let err = room
         .send(CloseProducer {
             peer: b.clone(),
-            producer: cam.id.clone(),
+            producer: cam.clone(),
         })
         .await
         .unwrap();
-    assert_eq!(err, Err(RoomError::UnknownProducer(cam.id.clone())));
+    assert_eq!(err, Err(RoomError::UnknownProducer(cam.clone())));
     room.send(CloseProducer {
         peer: a.clone(),
-        producer: cam.id.clone(),
+        producer: cam.clone(),
     })
     .await
     .unwrap()
@@ -227,13 +340,13 @@ async fn producers_get_one_consumer_per_other_peer() {
         let ev = rec.events();
         assert!(
             ev.iter().any(
-                |e| matches!(e, RoomEvent::ConsumerClosed { producer, .. } if *producer == cam.id)
+                |e| matches!(e, RoomEvent::ConsumerClosed { producer, .. } if *producer == cam)
             ),
             "{ev:?}"
         );
         assert!(
             ev.iter().any(
-                |e| matches!(e, RoomEvent::ProducerClosed { producer, .. } if *producer == cam.id)
+                |e| matches!(e, RoomEvent::ProducerClosed { producer, .. } if *producer == cam)
             ),
             "{ev:?}"
         );
@@ -248,43 +361,230 @@ async fn producers_get_one_consumer_per_other_peer() {
     // Pausing is owner-only and announced.
     room.send(SetProducerPaused {
         peer: a.clone(),
-        producer: mic.id.clone(),
+        producer: mic.clone(),
         paused: true,
     })
     .await
     .unwrap()
     .unwrap();
     settle().await;
-    assert!(rec_c.events().iter().any(|e| matches!(e, RoomEvent::ProducerPaused { paused: true, producer, .. } if *producer == mic.id)));
+    assert!(rec_c.events().iter().any(|e| matches!(e, RoomEvent::ProducerPaused { paused: true, producer, .. } if *producer == mic)));
+}
+
+#[actix_rt::test]
+async fn a_publish_on_a_used_mid_replaces_its_producer() {
+    let (room, worker) = room(0, Duration::from_secs(5));
+    let (a, _rec_a, _) = join(&room, "A").await;
+    let (b, rec_b, _) = join(&room, "B").await;
+    let first = publish(&room, &a, &[Source::Mic, Source::Screen]).await;
+    // The screen-share transceiver (mid "1") is reused: the old producer goes, a new one comes.
+    let tracks = vec![NewTrack {
+        mid: "1".into(),
+        kind: Source::Screen.kind(),
+        source: Source::Screen,
+    }];
+    let again = room
+        .send(Publish {
+            peer: a.clone(),
+            sdp: "offer 2".into(),
+            tracks,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let new_screen = again.producers[0].1.clone();
+    assert_ne!(new_screen, first[1]);
+    settle().await;
+    let seen = worker.seen();
+    let closed_at = seen
+        .iter()
+        .position(|s| *s == Seen::CloseProducer(first[1].clone()))
+        .expect("the worker stops the replaced producer");
+    let published_at = seen
+        .iter()
+        .position(|s| *s == Seen::Publish(a.clone(), vec![new_screen.clone()]))
+        .expect("the worker applies the new offer");
+    assert!(
+        closed_at < published_at,
+        "replaced before the new offer: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| matches!(s, Seen::AddConsumer(p, _, pr) if *p == b && *pr == new_screen)),
+        "B consumes the new screen: {seen:?}"
+    );
+    let ev = rec_b.events();
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, RoomEvent::ProducerClosed { producer, .. } if *producer == first[1])));
+    let snap = room.send(GetSnapshot).await.unwrap();
+    let a_info = snap.peers.iter().find(|p| p.id == a).unwrap();
+    let mut ids: Vec<_> = a_info.producers.iter().map(|p| p.id.clone()).collect();
+    ids.sort();
+    let mut want = vec![first[0].clone(), new_screen];
+    want.sort();
+    assert_eq!(ids, want, "mic kept, screen replaced");
+}
+
+#[actix_rt::test]
+async fn a_publish_the_worker_refuses_leaves_no_trace() {
+    let (room, worker) = room(0, Duration::from_secs(5));
+    let (a, _rec_a, _) = join(&room, "A").await;
+    let (_b, rec_b, _) = join(&room, "B").await;
+    worker
+        .refuse_publish
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let tracks = vec![NewTrack {
+        mid: "0".into(),
+        kind: Source::Mic.kind(),
+        source: Source::Mic,
+    }];
+    let refused = room
+        .send(Publish {
+            peer: a.clone(),
+            sdp: "bad offer".into(),
+            tracks,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(RoomError::Media(MediaError::InvalidSdp(_)))),
+        "{refused:?}"
+    );
+    settle().await;
+    let snap = room.send(GetSnapshot).await.unwrap();
+    assert!(
+        snap.peers.iter().all(|p| p.producers.is_empty()),
+        "{snap:?}"
+    );
+    assert!(snap.consumers.is_empty());
+    assert!(
+        !rec_b
+            .events()
+            .iter()
+            .any(|e| matches!(e, RoomEvent::ProducerAdded(_))),
+        "nobody is told of a producer that does not exist"
+    );
+    // Whatever the worker kept of the refused offer is dropped.
+    let seen = worker.seen();
+    let Some(Seen::Publish(_, ids)) = seen.iter().find(|s| matches!(s, Seen::Publish(..))) else {
+        panic!("no publish reached the worker: {seen:?}");
+    };
+    assert!(
+        seen.contains(&Seen::CloseProducer(ids[0].clone())),
+        "{seen:?}"
+    );
+    // A track whose source and kind disagree never reaches the worker.
+    let mismatched = room
+        .send(Publish {
+            peer: a.clone(),
+            sdp: "offer".into(),
+            tracks: vec![NewTrack {
+                mid: "0".into(),
+                kind: Source::Webcam.kind(),
+                source: Source::Mic,
+            }],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(mismatched, Err(RoomError::BadTrack(_))));
+    assert_eq!(
+        worker
+            .seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::Publish(..)))
+            .count(),
+        1
+    );
+}
+
+#[actix_rt::test]
+async fn consumer_requests_reach_the_worker_only_for_the_consumers_owner() {
+    let (room, worker) = room(0, Duration::from_secs(5));
+    let (a, _rec_a, _) = join(&room, "A").await;
+    let (b, _rec_b, _) = join(&room, "B").await;
+    let cam = publish(&room, &a, &[Source::Webcam]).await.remove(0);
+    let snap = room.send(GetSnapshot).await.unwrap();
+    let (_, consumer, _) = snap
+        .consumers
+        .iter()
+        .find(|(peer, _, p)| *peer == b && *p == cam)
+        .cloned()
+        .expect("B consumes A's camera");
+    // A does not own B's consumer.
+    let refused = room
+        .send(SetConsumerPreferences {
+            peer: a.clone(),
+            consumer: consumer.clone(),
+            width: 320,
+            height: 180,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        refused,
+        Err(RoomError::Media(MediaError::UnknownConsumer(_)))
+    ));
+    room.send(SetConsumerPreferences {
+        peer: b.clone(),
+        consumer: consumer.clone(),
+        width: 320,
+        height: 180,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    room.send(RequestKeyFrame {
+        peer: b.clone(),
+        consumer: consumer.clone(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    room.send(RecvAnswer {
+        peer: b.clone(),
+        sdp: "answer".into(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let seen = worker.seen();
+    assert_eq!(
+        seen.iter()
+            .filter(|s| matches!(s, Seen::SetConsumerPreferences(..)))
+            .collect::<Vec<_>>(),
+        vec![&Seen::SetConsumerPreferences(consumer.clone(), 180)],
+        "only the owner's request reached the worker"
+    );
+    assert!(seen.contains(&Seen::RequestKeyFrame(consumer)));
+    assert!(seen.contains(&Seen::RecvAnswer(b.clone())));
+    // A stranger is refused before the worker hears of it.
+    let stranger = room
+        .send(RecvAnswer {
+            peer: PeerId::random(),
+            sdp: "answer".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(stranger, Err(RoomError::NotInRoom));
+    room.send(Leave { peer: b.clone() }).await.unwrap();
+    settle().await;
+    assert!(worker.seen().contains(&Seen::RemovePeer(b)));
 }
 
 #[actix_rt::test]
 async fn leaving_removes_the_peer_its_producers_and_consumers() {
-    let room = room(0, Duration::from_secs(5));
+    let (room, _worker) = room(0, Duration::from_secs(5));
     let (a, _rec_a, _) = join(&room, "A").await;
     let (b, rec_b, _) = join(&room, "B").await;
-    let mic = producer(&a, Source::Mic);
-    room.send(AddProducers {
-        peer: a.clone(),
-        producers: vec![mic.clone()],
-    })
-    .await
-    .unwrap();
-    let b_cam = producer(&b, Source::Webcam);
-    room.send(AddProducers {
-        peer: b.clone(),
-        producers: vec![b_cam],
-    })
-    .await
-    .unwrap();
+    let mic = publish(&room, &a, &[Source::Mic]).await.remove(0);
+    publish(&room, &b, &[Source::Webcam]).await;
     room.send(Leave { peer: a.clone() }).await.unwrap();
     settle().await;
     let ev = rec_b.events();
     let closed = ev
         .iter()
-        .position(
-            |e| matches!(e, RoomEvent::ConsumerClosed { producer, .. } if *producer == mic.id),
-        )
+        .position(|e| matches!(e, RoomEvent::ConsumerClosed { producer, .. } if *producer == mic))
         .expect("B's consumer of A's mic closed");
     let left = ev
         .iter()

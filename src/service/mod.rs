@@ -165,7 +165,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let media = MediaPlane::start(&config)?;
     let registry = RegistryActor::new(
         node.clone(),
-        media.clone(),
+        Arc::new(media.clone()),
         RoomSettings {
             max_users: config.max_users_per_room,
             close_delay: config.empty_room_close_delay(),

@@ -94,6 +94,11 @@ impl WorkerHandle {
         self.local_addr
     }
 
+    /// How long [`Self::request`] waits for a reply (`requestTimeout`).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Queues a command and wakes the worker.
     pub fn send(&self, cmd: WorkerCommand) -> Result<(), MediaError> {
         self.tx.send(cmd).map_err(|_| MediaError::WorkerGone)?;

@@ -4,6 +4,7 @@
 pub mod protocol;
 
 pub use protocol::{
-    parse_request, ClientRequest, ErrorCode, Notification, RequestId, ServerMessage, SignalError,
+    parse_request, ClientRequest, Empty, ErrorCode, IceServer, JoinResponse, Notification,
+    PublishResponse, PublishedProducer, RequestId, ResponseData, ServerMessage, SignalError,
     PROTOCOL_VERSION,
 };

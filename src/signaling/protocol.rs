@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{ConsumerId, PeerId, ProducerId};
+use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
 use crate::model::{ConsumerInfo, Direction, MediaKind, PeerInfo, ProducerInfo, Source};
 
 /// The protocol version this server speaks.
@@ -322,6 +322,68 @@ pub enum Notification {
     Error(SignalError),
 }
 
+/// Data of a successful `join`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResponse {
+    /// Your id in the room.
+    pub peer_id: PeerId,
+    /// The room.
+    pub room_id: RoomId,
+    /// Everyone else, with their producers.
+    pub peers: Vec<PeerInfo>,
+    /// STUN/TURN servers for the client's peer connections.
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One entry of `iceServers`, as `RTCIceServer` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `stun:` or `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Data of a successful `publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishResponse {
+    /// SDP answer for the send transport.
+    pub sdp: String,
+    /// The producer made for each declared track.
+    pub producers: Vec<PublishedProducer>,
+}
+
+/// A producer made by `publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedProducer {
+    /// The track's mid.
+    pub mid: String,
+    /// The new producer.
+    pub id: ProducerId,
+}
+
+/// `data` of a successful response: one shape per method (see `docs/protocol.md`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ResponseData {
+    /// `join`.
+    Join(JoinResponse),
+    /// `publish`.
+    Publish(PublishResponse),
+    /// Every method that answers `{}`.
+    Empty(Empty),
+}
+
+/// The empty object `{}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Empty {}
+
 /// A frame from server to client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -334,7 +396,7 @@ pub enum ServerMessage {
         ok: bool,
         /// Result of a successful request.
         #[serde(skip_serializing_if = "Option::is_none")]
-        data: Option<Value>,
+        data: Option<ResponseData>,
         /// Why the request failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<SignalError>,
@@ -345,8 +407,7 @@ pub enum ServerMessage {
 
 impl ServerMessage {
     /// A successful response carrying `data`.
-    pub fn ok(id: RequestId, data: impl Serialize) -> Self {
-        let data = serde_json::to_value(data).unwrap_or_else(|_| Value::Object(Default::default()));
+    pub fn ok(id: RequestId, data: ResponseData) -> Self {
         ServerMessage::Response {
             id: Some(id),
             ok: true,
