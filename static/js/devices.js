@@ -119,13 +119,21 @@ export class MicMeter {
     this.stopped = false;
     const Ctx = window.AudioContext || window.webkitAudioContext;
     if (!Ctx || !track) return;
-    this.ctx = new Ctx();
-    const source = this.ctx.createMediaStreamSource(new MediaStream([track]));
-    const analyser = this.ctx.createAnalyser();
-    analyser.fftSize = 512;
-    source.connect(analyser);
+    let analyser;
+    try {
+      this.ctx = new Ctx();
+      const source = this.ctx.createMediaStreamSource(new MediaStream([track]));
+      analyser = this.ctx.createAnalyser();
+      analyser.fftSize = 512;
+      source.connect(analyser);
+    } catch (err) {
+      console.warn('[devices] no level meter:', err.message); // the join screen works without it
+      return;
+    }
     const samples = new Float32Array(analyser.fftSize);
     this.timer = setInterval(() => {
+      // Browsers keep Web Audio suspended until the person interacts with the page
+      // (Firefox does even for a microphone it was allowed): retry until it runs.
       if (this.ctx.state === 'suspended') this.ctx.resume().catch(() => {});
       analyser.getFloatTimeDomainData(samples);
       let sum = 0;

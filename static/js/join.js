@@ -91,7 +91,8 @@ export function showJoin(roomId, name) {
   };
 
   return new Promise((resolve) => {
-    (async () => {
+    // Join waits for this: a quick Enter must not join without the devices being asked for.
+    const ready = (async () => {
       const first = await getLocalTracks({ micDeviceId: p.micDeviceId, camDeviceId: p.camDeviceId, audio: want.mic, video: want.cam });
       Object.assign(tracks, first);
       await refreshDevices();
@@ -133,7 +134,7 @@ export function showJoin(roomId, name) {
     });
     let joining = false;
     // Not {once: true}: a refused submit (empty name) must leave the form working.
-    form.onsubmit = (ev) => {
+    form.onsubmit = async (ev) => {
       ev.preventDefault();
       if (joining) return;
       const displayName = nameInput.value.trim().slice(0, 64);
@@ -144,6 +145,7 @@ export function showJoin(roomId, name) {
         return;
       }
       joining = true;
+      await ready;
       rememberName(displayName);
       navigator.mediaDevices?.removeEventListener?.('devicechange', refreshDevices);
       micMeter?.stop();

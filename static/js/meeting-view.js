@@ -184,8 +184,8 @@ async function refreshDeviceLists() {
 }
 
 async function openSettings() {
+  $('#settings-dialog').showModal(); // at once; the lists fill in when the browser answers
   await refreshDeviceLists();
-  $('#settings-dialog').showModal();
 }
 
 function wireSettings() {

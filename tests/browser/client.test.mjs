@@ -377,13 +377,15 @@ e2e('device settings during the meeting: another microphone and another speaker'
   const b = await join(room, 'Other');
   await waitFor('A to receive B\'s audio', () => receivesFrom(a, [b]));
   await a.click('#settings-button');
-  const lists = await a.evaluate(() => ({
-    open: document.getElementById('settings-dialog').open,
-    mics: [...document.getElementById('settings-mic').options].map((o) => ({ id: o.value, label: o.textContent })),
-    speakers: [...document.getElementById('settings-speaker').options].map((o) => ({ id: o.value, label: o.textContent })),
-    cams: document.getElementById('settings-cam').options.length,
-  }));
-  assert.equal(lists.open, true);
+  const { detail: lists } = await waitFor('the settings dialog to open with the device lists', async () => {
+    const v = await a.evaluate(() => ({
+      open: document.getElementById('settings-dialog').open,
+      mics: [...document.getElementById('settings-mic').options].map((o) => ({ id: o.value, label: o.textContent })),
+      speakers: [...document.getElementById('settings-speaker').options].map((o) => ({ id: o.value, label: o.textContent })),
+      cams: document.getElementById('settings-cam').options.length,
+    }));
+    return { ok: v.open && v.mics.length > 0 && v.speakers.length > 0, detail: v };
+  }, { timeoutMs: 5000, intervalMs: 100 });
   assert.ok(lists.mics.length >= 2, `Chromium's fake devices offer several microphones: ${JSON.stringify(lists.mics)}`);
   assert.ok(lists.cams >= 1);
   assert.ok(lists.speakers.length >= 1 && lists.speakers[0].id !== '', `speakers listed: ${JSON.stringify(lists.speakers)}`);

@@ -10,11 +10,13 @@
 
 import assert from 'node:assert/strict';
 import { waitFor } from './harness.mjs';
-import { createSuite, roomName } from './suite.mjs';
+import { createSuite, roomName, receivesFrom } from './suite.mjs';
 import { threeWayMeeting } from './scenarios.mjs';
+import { PHONE } from './browsers.mjs';
+import { screenshot } from './evidence.mjs';
 
 const suite = createSuite({ kinds: ['firefox', 'chromium'] });
-const { e2e, join, closePeers } = suite;
+const { e2e, join, openPage, waitJoined, closePeers } = suite;
 
 e2e('three Firefox pages meet: media both ways, camera off/on, a page leaving', (t) =>
   threeWayMeeting(suite, t, { kinds: ['firefox', 'firefox', 'firefox'], tag: 'ff3', sharer: null }));
@@ -37,4 +39,26 @@ e2e('Firefox without a screen to capture: Share says so and the meeting goes on'
   assert.equal(seen.detail.sharing, false, 'nothing is shared');
   assert.equal(seen.detail.state, 'joined', 'the page stays in the meeting');
   await closePeers(a);
+});
+
+e2e('Firefox join screen: the level meter moves, joining muted sends no sound, a phone-sized page works', async () => {
+  const room = roomName('ffjoin');
+  const viewer = await join(room, 'Viewer', { kind: 'chromium' });
+  const fox = await openPage(`/${room}`, 'Fox', { kind: 'firefox', viewport: PHONE });
+  // Firefox keeps Web Audio suspended until the person interacts with the page; typing the
+  // name is that interaction, and the meter starts then.
+  await fox.fill('#name-input', 'Fox');
+  await waitFor('the level meter to move with Firefox\'s fake microphone', async () => {
+    const v = await fox.evaluate(() => ({ hidden: document.getElementById('mic-meter').hidden, level: Number(document.getElementById('mic-meter').getAttribute('aria-valuenow')) }));
+    return { ok: !v.hidden && v.level > 30, detail: v };
+  }, { timeoutMs: 15000, intervalMs: 100 });
+  await screenshot(fox, 'join', 'phone');
+  await fox.click('#join-mic-toggle');
+  await fox.click('#join-button');
+  await waitJoined(fox);
+  const sent = await fox.evaluate(() => window.meeting.producers.map((p) => p.source));
+  assert.deepEqual(sent, ['webcam'], 'muted before joining: only the camera is published');
+  await waitFor('the Chromium viewer to decode Firefox\'s camera', () => receivesFrom(viewer, [fox], { audio: false }));
+  await screenshot(fox, 'meeting-two', 'phone');
+  await closePeers(fox, viewer);
 });
