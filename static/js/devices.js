@@ -130,11 +130,15 @@ export class MicMeter {
       console.warn('[devices] no level meter:', err.message); // the join screen works without it
       return;
     }
+    // Browsers keep Web Audio suspended until the person interacts with the page (Firefox
+    // does even with the microphone allowed); resume inside the first click or key press.
+    this.wake = () => {
+      if (this.ctx.state === 'suspended') this.ctx.resume().catch(() => {});
+    };
+    for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, this.wake, true);
     const samples = new Float32Array(analyser.fftSize);
     this.timer = setInterval(() => {
-      // Browsers keep Web Audio suspended until the person interacts with the page
-      // (Firefox does even for a microphone it was allowed): retry until it runs.
-      if (this.ctx.state === 'suspended') this.ctx.resume().catch(() => {});
+      this.wake();
       analyser.getFloatTimeDomainData(samples);
       let sum = 0;
       for (const s of samples) sum += s * s;
@@ -149,6 +153,7 @@ export class MicMeter {
   stop() {
     this.stopped = true;
     clearInterval(this.timer);
+    for (const type of ['pointerdown', 'keydown']) document.removeEventListener(type, this.wake, true);
     this.ctx?.close().catch(() => {});
   }
 }
