@@ -11,24 +11,55 @@
 #   5. join time of 100 concurrent joins.
 # Each run writes a JSON report to $OUT; scripts/bench-summary.py turns them into tables.
 #
-#   scripts/bench.sh                 # everything (about 20 minutes on 2 cores)
+#   scripts/bench.sh                 # everything (20-25 minutes on 2 cores, printed at the end)
 #   STEPS="floor join" scripts/bench.sh
+#   sudo STEPS="fanout" SWEEP="100" scripts/bench.sh
+#
+# Run it as your user: it builds with your cargo, then runs the rest as root through sudo
+# (network namespaces), passing the variables below along (sudo's env_reset would drop
+# them). Started with sudo, it builds as $SUDO_USER with that user's cargo.
 #
 # Environment: OUT (target/bench/<time>), STEPS ("floor fanout janusdefault capacity
 # latency join"),
-# SWEEP (fan-out sizes), CAPACITY_STEPS, JANUS_EVENT_LOOPS (1; "default" = Janus' own
-# default of one thread per handle), DURATION (10 s), WARMUP (10 s: a join burst can
-# leave a backlog in the server for several seconds, see docs/benchmarks.md).
+# SWEEP (fan-out sizes), CAPACITY_STEPS, DEFAULT_SWEEP, JANUS_EVENT_LOOPS (1; "default" =
+# Janus' own default of one thread per handle; recorded in every JSON report), DURATION
+# (10 s), WARMUP (10 s: a join burst can leave a backlog in the server for several
+# seconds, see docs/benchmarks.md), PROFILE (release; "profiling" keeps symbols for perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+started=$(date +%s)
+PROFILE=${PROFILE:-release}
+passed=(OUT STEPS SWEEP CAPACITY_STEPS DEFAULT_SWEEP JANUS_EVENT_LOOPS JANUS_NAME DURATION WARMUP
+  CAPACITY PROFILE SERVER_CPU CLIENT_CPU)
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "run as root: the side-by-side runs use network namespaces" >&2
-  exit 1
+# The build runs as the user who asked for the benchmark, with that user's cargo: sudo's
+# secure_path usually lacks ~/.cargo/bin, and a root build leaves root-owned files in target/.
+build() {
+  local args=(build --profile "$PROFILE" --bin multiparty-meeting-load --bin multiparty-meeting)
+  if [ "$(id -u)" -ne 0 ]; then
+    cargo "${args[@]}"
+  elif [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    local home
+    home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    sudo -u "$SUDO_USER" -H env PATH="$home/.cargo/bin:$PATH" cargo "${args[@]}"
+  else
+    PATH="$HOME/.cargo/bin:$PATH" cargo "${args[@]}"
+  fi
+}
+if [ -z "${BENCH_BUILT:-}" ]; then
+  build
 fi
-cargo build --release --bin multiparty-meeting-load --bin multiparty-meeting
-LOAD=$root/target/release/multiparty-meeting-load
+if [ "$(id -u)" -ne 0 ]; then
+  # Root for the namespaces; the variables travel on sudo's command line.
+  vars=(BENCH_BUILT=1)
+  for v in "${passed[@]}"; do
+    if [ -n "${!v+x}" ]; then vars+=("$v=${!v}"); fi
+  done
+  exec sudo env "${vars[@]}" bash "$0" "$@"
+fi
+export LOAD=$root/target/$PROFILE/multiparty-meeting-load
+export SERVER=$root/target/$PROFILE/multiparty-meeting
 OUT=${OUT:-$root/target/bench/$(date +%Y%m%d-%H%M%S)}
 STEPS=${STEPS:-floor fanout janusdefault capacity latency join}
 SWEEP=${SWEEP:-25 50 100 200 300}
@@ -116,3 +147,6 @@ if has join; then
 fi
 
 python3 scripts/bench-summary.py tables "$OUT" | tee "$OUT/summary.md"
+took=$(( $(date +%s) - started ))
+printf '\nrun time: %d min %02d s (JANUS_EVENT_LOOPS=%s)\n' $((took / 60)) $((took % 60)) \
+  "${JANUS_EVENT_LOOPS:-1}" | tee -a "$OUT/summary.md"

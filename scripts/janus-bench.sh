@@ -14,8 +14,10 @@
 #       --json /tmp/side-by-side.json
 #
 # Environment: SERVER_CPU (0), CLIENT_CPU (1), TARGETS ("ours janus"), JANUS_EVENT_LOOPS
-# (unset = one thread per handle, Janus' default), JANUS_NAME (the target's name in the
-# report, "janus"), KEEP_LOGS=1 keeps the temp directory.
+# (unset = one thread per handle, Janus' default; written to the JSON report as
+# janus.event_loops), JANUS_NAME (the target's name in the report, "janus"), KEEP_LOGS=1
+# keeps the temp directory. With sudo, put the variables after it:
+#   sudo JANUS_EVENT_LOOPS=1 scripts/janus-bench.sh --subscribers 200 --json out.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,7 +33,14 @@ fi
 LOAD=${LOAD:-$root/target/release/multiparty-meeting-load}
 SERVER=${SERVER:-$root/target/release/multiparty-meeting}
 if [ ! -x "$LOAD" ] || [ ! -x "$SERVER" ]; then
-  cargo build --release --bin multiparty-meeting-load --bin multiparty-meeting
+  # As the user behind sudo, with that user's cargo (sudo's PATH usually lacks ~/.cargo/bin).
+  build=(cargo build --release --bin multiparty-meeting-load --bin multiparty-meeting)
+  if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    sudo -u "$SUDO_USER" -H env PATH="$home/.cargo/bin:$PATH" "${build[@]}"
+  else
+    PATH="$HOME/.cargo/bin:$PATH" "${build[@]}"
+  fi
 fi
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -198,6 +207,27 @@ ip netns exec "$cli_ns" taskset -c "$CLIENT_CPU" "$LOAD" "${load_args[@]}" \
   --local-net "$cli_range" --client-cpu "$CLIENT_CPU" --server-cpu "$SERVER_CPU" "$@"
 rc=$?
 set -e
+# The report says how Janus ran: its threading changes its figures 1.6-2.9x.
+json=""
+prev=""
+for a in "$@"; do
+  if [ "$prev" = --json ]; then json=$a; fi
+  case $a in --json=*) json=${a#--json=} ;; esac
+  prev=$a
+done
+if [ $rc -eq 0 ] && [ -n "$json" ] && [ "$json" != - ] && [ -f "$json" ]; then
+  JSON=$json LOOPS=${JANUS_EVENT_LOOPS:-default} TARGETS=$TARGETS NAME=$janus_name python3 - <<'PY'
+import json, os
+path = os.environ["JSON"]
+doc = json.load(open(path))
+loops = os.environ["LOOPS"]
+doc["janus"] = {
+    "target": os.environ["NAME"] if "janus" in os.environ["TARGETS"].split() else None,
+    "event_loops": int(loops) if loops.isdigit() else loops,
+}
+json.dump(doc, open(path, "w"), indent=2)
+PY
+fi
 if [ $rc -ne 0 ]; then
   echo "load generator exited $rc; server logs:" >&2
   tail -20 "$tmp"/*.log >&2

@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override file keys:
-/// `MM_LISTENING_PORT=3443` sets `listeningPort`, `MM_TLS__CERT` sets `tls.cert`.
+/// `MM_LISTENING_PORT=3443` sets `listeningPort`; `MM_TLS_CERT` (or `MM_TLS__CERT`) sets
+/// `tls.cert`. An empty variable (`MM_NODE_ID=`) counts as unset.
 pub const ENV_PREFIX: &str = "MM_";
 
 /// Everything the server can be told at start-up.
@@ -72,6 +73,10 @@ pub struct Config {
     pub initial_available_outgoing_bitrate: u64,
     /// Name of this instance in logs and `/health`; unset = random at start.
     pub node_id: Option<String>,
+    /// With `redisUrl`: the URL at which the other instances reach this one's HTTP listener
+    /// to relay participants (`http://10.0.0.5:3443`); unset = `http://` + `listeningHost`
+    /// (127.0.0.1 when it is 0.0.0.0 or ::) + the bound port, which only works on one machine.
+    pub internal_url: Option<String>,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             request_timeout: 20_000,
             initial_available_outgoing_bitrate: 1_000_000,
             node_id: None,
+            internal_url: None,
         }
     }
 }
@@ -131,12 +137,28 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file, or the merged file and environment, is not valid for [`Config`].
-    #[error("{origin}: {message}")]
+    #[error("{origin}: {message}. Fix: {fix}")]
     Parse {
-        /// Where the bad input came from (file name or environment).
+        /// Where the bad input came from (file name or environment variable).
         origin: String,
         /// The parser's message, naming the key.
         message: String,
+        /// What to write instead.
+        fix: String,
+    },
+    /// An `MM_*` variable's value does not have the type of the key it sets.
+    #[error("environment variable {var}={value:?}: `{key}` takes {expected}. Fix: {fix}")]
+    EnvValue {
+        /// The variable, e.g. `MM_LISTENING_PORT`.
+        var: String,
+        /// Its value as given.
+        value: String,
+        /// The key it sets, e.g. `listeningPort`.
+        key: String,
+        /// The kind of value the key takes.
+        expected: &'static str,
+        /// What to set instead.
+        fix: String,
     },
     /// A key has a value that parses but cannot work.
     #[error("config key `{key}`: {problem}. Fix: {fix}")]
@@ -167,7 +189,13 @@ impl Config {
                 .parse::<toml::Table>()
                 .map_err(|e| ConfigError::Parse {
                     origin: format!("config file {}", path.display()),
-                    message: e.to_string(),
+                    message: e.message().to_string(),
+                    fix: format!(
+                        "correct the TOML syntax at {} (see config/config.example.toml)",
+                        e.span()
+                            .map(|span| line_of(&text, span.start))
+                            .unwrap_or_else(|| "the place shown".into())
+                    ),
                 })?;
             origin = format!("config file {}", path.display());
         }
@@ -175,27 +203,52 @@ impl Config {
             toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse {
                 origin: "defaults".into(),
                 message: e.to_string(),
+                fix: "report this bug".into(),
             })?;
-        let mut from_env = Vec::new();
+        // Which variable set which key, to name it when the key is refused.
+        let mut set_by: Vec<(String, String)> = Vec::new();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
         for (name, raw) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let path: Vec<String> = rest.split("__").map(screaming_to_camel).collect();
+            if raw.trim().is_empty() {
+                // `MM_NODE_ID=` (compose's `${VAR}` of an unset VAR): the key stays unset.
+                continue;
+            }
+            let path = env_key_path(rest, &defaults);
             let key = path.join(".");
-            let value = typed_env_value(&key, defaults_lookup(&defaults, &path), &raw);
+            let value = typed_env_value(&key, defaults_lookup(&defaults, &path), &raw).map_err(
+                |expected| ConfigError::EnvValue {
+                    var: name.clone(),
+                    value: raw.clone(),
+                    key: key.clone(),
+                    expected,
+                    fix: match defaults_lookup(&defaults, &path) {
+                        Some(d) => format!("set {name} to {expected}, e.g. {d} (the default)"),
+                        None => format!("set {name} to {expected}"),
+                    },
+                },
+            )?;
             insert_path(&mut table, &path, value);
-            from_env.push(name);
+            set_by.push((key, name));
         }
-        if !from_env.is_empty() {
-            origin = format!("{origin} with environment {}", from_env.join(", "));
+        if !set_by.is_empty() {
+            let names: Vec<&str> = set_by.iter().map(|(_, n)| n.as_str()).collect();
+            origin = format!("{origin} with environment {}", names.join(", "));
         }
         let config: Config =
             toml::Value::Table(table)
                 .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin,
-                    message: e.to_string(),
+                .map_err(|e: toml::de::Error| {
+                    // "invalid type: ..., expected u16\nin `listeningPort`" on one line.
+                    let message = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    parse_error(origin, message, &defaults, &set_by)
                 })?;
         config.validate()?;
         Ok(config)
@@ -346,6 +399,23 @@ impl Config {
                 });
             }
         }
+        if let Some(url) = &self.internal_url {
+            let authority = url.strip_prefix("http://").map(|r| r.trim_end_matches('/'));
+            if authority.is_none_or(|a| a.is_empty() || a.contains(['/', '?', '#', '@'])) {
+                return Err(ConfigError::Invalid {
+                    key: "internalUrl",
+                    problem: format!("'{url}' is not a base URL like http://10.0.0.5:3443"),
+                    fix: "set http:// and the address and port at which the other instances reach this one, without a path",
+                });
+            }
+        }
+        if self.redis_url.is_some() && !self.http_only {
+            return Err(ConfigError::Invalid {
+                key: "httpOnly",
+                problem: "instances sharing Redis relay participants to each other over plain HTTP, and this one only serves https".into(),
+                fix: "run the instances behind a TLS proxy (nginx, Caddy) with httpOnly = true, as the deployment guide does",
+            });
+        }
         match &self.cookie_secret {
             Some(secret) if !self.development && weak_secret(secret) => {
                 return Err(ConfigError::Invalid {
@@ -373,6 +443,17 @@ impl Config {
                 key: "cookieName",
                 problem: format!("'{}' is not a valid cookie name", self.cookie_name),
                 fix: "use letters, digits, '-', '_' and '.'",
+            });
+        }
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "nodeId",
+                problem: "an empty name cannot tell instances apart".into(),
+                fix: "set a name such as \"meet-1\" (the pod name on Kubernetes), or remove the key for a random one",
             });
         }
         if self.request_timeout == 0 {
@@ -505,9 +586,35 @@ fn defaults_lookup<'a>(defaults: &'a toml::Table, path: &[String]) -> Option<&'a
 /// Optional keys (no default) that hold integers; the other optional keys are strings.
 const OPTIONAL_INTEGER_KEYS: &[&str] = &["listeningRedirectPort"];
 
+/// The key path an `MM_*` name (without the prefix) sets: `LISTENING_PORT` ->
+/// `listeningPort`; `TLS__CERT` -> `tls.cert`; and, because operators write it that way,
+/// `TLS_CERT` -> `tls.cert` when `tlsCert` is no key but `tls` is a section.
+fn env_key_path(rest: &str, defaults: &toml::Table) -> Vec<String> {
+    if rest.contains("__") {
+        return rest.split("__").map(screaming_to_camel).collect();
+    }
+    let whole = screaming_to_camel(rest);
+    if defaults.contains_key(&whole) {
+        return vec![whole];
+    }
+    let words: Vec<&str> = rest.split('_').filter(|w| !w.is_empty()).collect();
+    for split in 1..words.len() {
+        let section = screaming_to_camel(&words[..split].join("_"));
+        if defaults.get(&section).is_some_and(toml::Value::is_table) {
+            return vec![section, screaming_to_camel(&words[split..].join("_"))];
+        }
+    }
+    vec![whole]
+}
+
 /// Parses an environment value with the type of the key's default; keys without a default
-/// are integers when listed in [`OPTIONAL_INTEGER_KEYS`], else text as it is.
-fn typed_env_value(key: &str, default: Option<&toml::Value>, raw: &str) -> toml::Value {
+/// are integers when listed in [`OPTIONAL_INTEGER_KEYS`], else text as it is. `Err` names the
+/// kind of value the key takes.
+fn typed_env_value(
+    key: &str,
+    default: Option<&toml::Value>,
+    raw: &str,
+) -> Result<toml::Value, &'static str> {
     let default = match default {
         None if OPTIONAL_INTEGER_KEYS.contains(&key) => Some(&toml::Value::Integer(0)),
         d => d,
@@ -517,21 +624,168 @@ fn typed_env_value(key: &str, default: Option<&toml::Value>, raw: &str) -> toml:
             .trim()
             .parse::<i64>()
             .map(toml::Value::Integer)
-            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
+            .map_err(|_| "a whole number"),
         Some(toml::Value::Boolean(_)) => raw
             .trim()
             .parse::<bool>()
             .map(toml::Value::Boolean)
-            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
-        Some(toml::Value::Array(_)) => raw
+            .map_err(|_| "true or false"),
+        Some(toml::Value::Array(_)) => Ok(raw
             .split(',')
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .map(|s| toml::Value::String(s.to_string()))
             .collect::<Vec<_>>()
-            .into(),
-        _ => toml::Value::String(raw.to_string()),
+            .into()),
+        _ => Ok(toml::Value::String(raw.to_string())),
     }
+}
+
+/// A refused file or environment, with the fix: for an unknown key the closest known one,
+/// for a value of the wrong type or range the kind of value the key takes and its default.
+fn parse_error(
+    origin: String,
+    message: String,
+    defaults: &toml::Table,
+    set_by: &[(String, String)],
+) -> ConfigError {
+    let quoted = |after: &str| -> Option<String> {
+        let rest = &message[message.find(after)? + after.len()..];
+        let rest = rest.strip_prefix('`')?;
+        Some(rest[..rest.find('`')?].to_string())
+    };
+    let env_var = |key: &str| {
+        set_by
+            .iter()
+            .find(|(k, _)| k == key || k.rsplit('.').next() == Some(key))
+            .map(|(_, var)| var.clone())
+    };
+    if let Some(field) = quoted("unknown field ") {
+        let known: Vec<String> = message
+            .split("expected ")
+            .nth(1)
+            .unwrap_or("")
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        let guess = closest(&field, &known);
+        let by_env = set_by
+            .iter()
+            .find(|(k, _)| k == &field || k.rsplit('.').next() == Some(field.as_str()));
+        return match by_env {
+            Some((key, var)) => {
+                let section = key
+                    .rsplit_once('.')
+                    .map(|(parent, _)| format!("{}_", camel_to_screaming(parent)))
+                    .unwrap_or_default();
+                ConfigError::Parse {
+                    origin: format!("environment variable {var}"),
+                    message,
+                    fix: format!(
+                        "unset {var}{}; a variable is MM_ + a key of config/config.example.toml \
+                         in SCREAMING_SNAKE_CASE (MM_LISTENING_PORT), nested keys with their \
+                         section (MM_TLS_CERT or MM_TLS__CERT for tls.cert)",
+                        guess
+                            .map(|g| format!(
+                                ", or did you mean MM_{section}{}?",
+                                camel_to_screaming(&g)
+                            ))
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+            None => ConfigError::Parse {
+                origin,
+                message,
+                fix: match guess {
+                    Some(g) => format!("did you mean `{g}`? Otherwise remove the key (every key is in config/config.example.toml)"),
+                    None => "remove the key; every key is in config/config.example.toml".into(),
+                },
+            },
+        };
+    }
+    let key = quoted("in ").unwrap_or_default();
+    let leaf = key.rsplit('.').next().unwrap_or(&key).to_string();
+    let path: Vec<String> = key.split('.').map(str::to_string).collect();
+    let default = defaults_lookup(defaults, &path);
+    let range = ["u16", "u32", "u64", "usize", "u8"]
+        .iter()
+        .find(|t| message.contains(&format!("expected {t}")))
+        .map(|t| match *t {
+            "u8" => "a whole number from 0 to 255",
+            "u16" => "a whole number from 0 to 65535",
+            _ => "a whole number, 0 or more",
+        });
+    let kind = match (range, default) {
+        (Some(r), _) => r,
+        (None, Some(toml::Value::Boolean(_))) => "true or false",
+        (None, Some(toml::Value::Array(_))) => "a list of strings, e.g. [\"10.0.0.0/8\"]",
+        (None, Some(toml::Value::Integer(_))) => "a whole number",
+        _ if message.contains("expected a string") => "a quoted string",
+        _ => "the kind of value config/config.example.toml shows",
+    };
+    let example = default
+        .map(|d| format!(" (default: {leaf} = {d})"))
+        .unwrap_or_default();
+    let (origin, fix) = match env_var(&leaf) {
+        Some(var) => (
+            format!("environment variable {var}"),
+            format!("set {var} to {kind}{example}"),
+        ),
+        None => (origin, format!("set `{key}` to {kind}{example}")),
+    };
+    ConfigError::Parse {
+        origin,
+        message,
+        fix,
+    }
+}
+
+/// The known key closest in spelling to `unknown` (at most a third of its letters differ).
+fn closest(unknown: &str, known: &[String]) -> Option<String> {
+    let distance = |a: &str, b: &str| {
+        let (a, b): (Vec<char>, Vec<char>) = (
+            a.to_ascii_lowercase().chars().collect(),
+            b.to_ascii_lowercase().chars().collect(),
+        );
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(unknown, k), k))
+        .filter(|(d, _)| *d * 3 <= unknown.len().max(3))
+        .min()
+        .map(|(_, k)| k.clone())
+}
+
+/// `listeningPort` -> `LISTENING_PORT`.
+fn camel_to_screaming(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// `line N` of a byte offset in `text`, for syntax errors.
+fn line_of(text: &str, offset: usize) -> String {
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    format!("line {line}")
 }
 
 fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
@@ -618,6 +872,95 @@ mod tests {
             .to_string();
         assert!(err.contains("listeningPort"), "{err}");
         let _ = std::fs::remove_file(&f.0);
+    }
+
+    /// Every refusal names the key and says what to write instead (issue 16).
+    #[test]
+    fn type_errors_name_the_key_and_the_fix() {
+        let e = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        let err = e(&[("MM_LISTENING_PORT", "eighty")]);
+        assert!(
+            err.contains("MM_LISTENING_PORT")
+                && err.contains("`listeningPort`")
+                && err.contains("Fix: set MM_LISTENING_PORT to a whole number, e.g. 3000"),
+            "{err}"
+        );
+        let err = e(&[("MM_HTTP_ONLY", "yes")]);
+        assert!(
+            err.contains("`httpOnly`") && err.contains("Fix: set MM_HTTP_ONLY to true or false"),
+            "{err}"
+        );
+        let err = e(&[("MM_LISTENING_PORT", "70000")]);
+        assert!(
+            err.contains("environment variable MM_LISTENING_PORT")
+                && err.contains("Fix: set MM_LISTENING_PORT to a whole number from 0 to 65535"),
+            "{err}"
+        );
+
+        let mut f = tempfile();
+        writeln!(f.1, "listeningPort = \"eighty\"").unwrap();
+        let err = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&f.0);
+        assert!(
+            err.contains("listeningPort")
+                && err.contains("Fix: set `listeningPort` to a whole number from 0 to 65535 (default: listeningPort = 3000)"),
+            "{err}"
+        );
+        let mut f = tempfile();
+        writeln!(f.1, "listeningPrt = 3443").unwrap();
+        let err = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&f.0);
+        assert!(err.contains("did you mean `listeningPort`?"), "{err}");
+        let mut f = tempfile();
+        writeln!(f.1, "listeningPort = 3443\nhttpOnly = tru").unwrap();
+        let err = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&f.0);
+        assert!(
+            err.contains("Fix: correct the TOML syntax at line 2"),
+            "{err}"
+        );
+
+        let err = e(&[("MM_LISTENING_PRT", "3443")]);
+        assert!(
+            err.contains("environment variable MM_LISTENING_PRT")
+                && err.contains("did you mean MM_LISTENING_PORT?"),
+            "{err}"
+        );
+        let err = e(&[("MM_TLS_CRT", "/x.pem")]);
+        assert!(err.contains("did you mean MM_TLS_CERT?"), "{err}");
+    }
+
+    #[test]
+    fn nested_keys_take_one_or_two_underscores() {
+        for var in ["MM_TLS_CERT", "MM_TLS__CERT"] {
+            let c = Config::load(None, env(&[(var, "/etc/x/fullchain.pem")]))
+                .unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert_eq!(c.tls.cert.as_deref(), Some("/etc/x/fullchain.pem"), "{var}");
+        }
+        let c = Config::load(
+            None,
+            env(&[
+                ("MM_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                ("MM_DEVELOPMENT", "true"),
+            ]),
+        )
+        .expect("redisUrl is a top-level key, not a section");
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379/0"));
+    }
+
+    /// `MM_NODE_ID=` (compose's `${VAR}` of an unset variable) counts as unset; an empty
+    /// `nodeId` written in the file is refused.
+    #[test]
+    fn an_empty_variable_is_unset_and_an_empty_node_id_is_refused() {
+        let c = Config::load(None, env(&[("MM_NODE_ID", ""), ("MM_LISTENING_PORT", " ")]))
+            .expect("empty variables are ignored");
+        assert_eq!(c.node_id, None);
+        assert_eq!(c.listening_port, 3000);
+        let mut f = tempfile();
+        writeln!(f.1, "nodeId = \"\"").unwrap();
+        let err = Config::load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&f.0);
+        assert!(err.contains("`nodeId`") && err.contains("Fix:"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 use actix::{Addr, Message, Recipient};
 
 use super::RoomActor;
-use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
+use crate::ids::{ConsumerId, NodeId, PeerId, ProducerId, RoomId};
 use crate::model::{MediaKind, PeerInfo, ProducerInfo, Source};
+use crate::routing::NodeInfo;
 use crate::sfu::{MediaError, MediaEvent};
 
 /// Why a peer could not join.
@@ -21,6 +22,16 @@ pub enum JoinError {
     /// The room or the instance is closing.
     #[error("the room is closing; try again")]
     Closing,
+    /// The room is hosted by an instance that does not answer (it may have died; its lease
+    /// runs out within seconds, then another instance takes the room).
+    #[error("the meeting's server ({0}) does not answer; try again in a few seconds")]
+    HostUnreachable(NodeId),
+    /// The shared room directory (Redis) is unreachable, so no new meeting can be opened.
+    #[error("new meetings cannot be opened while the shared directory is unreachable ({0}); try again shortly")]
+    DirectoryUnavailable(String),
+    /// The room is hosted by another instance: the participant must reconnect to reach it.
+    #[error("this meeting is hosted on another server; reconnect")]
+    Moved,
 }
 
 /// Why a room request was refused.
@@ -229,12 +240,24 @@ pub enum RoomEvent {
     Evicted(String),
 }
 
-/// Find or open the room `room` on this instance.
+/// Where the participants of a room are served.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// In this room actor, on this instance.
+    Local(Addr<RoomActor>),
+    /// On the instance that hosts the room.
+    Remote(NodeInfo),
+}
+
+/// Find the room: open here (claiming it first when instances share a directory), or hosted
+/// by another instance.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Addr<RoomActor>, JoinError>")]
-pub struct GetRoom {
+#[rtype(result = "Result<Route, JoinError>")]
+pub struct Resolve {
     /// Which room.
     pub room: RoomId,
+    /// The participant was relayed here by another instance: never send it on again.
+    pub relayed: bool,
 }
 
 /// Sent by a room when it stops.
@@ -278,7 +301,19 @@ pub struct RegistryStats {
 #[rtype(result = "()")]
 pub struct Drain;
 
-/// Ask every peer of every room (or of this room) to reconnect elsewhere.
+/// The URL at which the other instances reach this one (`internalUrl`), known once the HTTP
+/// listener is bound; the registry announces the instance from then on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetInternalUrl(pub String);
+
+/// Remove this instance's announcement from the shared directory (clean stop).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Withdraw;
+
+/// Ask every peer of every room (or of this room) to reconnect elsewhere. The registry first
+/// releases its rooms so that live instances can take them.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct EvictAll {

@@ -11,7 +11,7 @@ pub mod registry;
 pub mod room;
 
 pub use media::{MediaPool, MediaWorker, Worker};
-pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Outbound, PeerActor};
+pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Origin, Outbound, PeerActor};
 pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};
 

@@ -13,7 +13,8 @@ use tracing::{debug, info};
 
 use super::messages::*;
 use super::RoomActor;
-use crate::ids::{PeerId, RoomId};
+use crate::ids::{NodeId, PeerId, RoomId};
+use crate::routing::LEASE_TTL;
 use crate::sfu::{MediaError, MediaEvent};
 use crate::signaling::protocol::{JoinRequest, PublishedTrack};
 use crate::signaling::{
@@ -81,12 +82,25 @@ enum State {
     Joined(Addr<RoomActor>),
 }
 
+/// Who is behind a peer's connection, as the WebSocket edge established it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address (believed from a trusted proxy or from the relaying instance).
+    pub client_ip: Option<String>,
+    /// The browser session's user id, when it has a session.
+    pub user: Option<String>,
+    /// The instance that relayed this participant here, if any; a relayed participant is
+    /// never sent on to a third instance.
+    pub relayed_by: Option<NodeId>,
+}
+
 /// One participant.
 pub struct PeerActor {
     id: PeerId,
     room_id: RoomId,
+    origin: Origin,
     /// Where rooms are found; held for the actor's life.
-    registry: Recipient<GetRoom>,
+    registry: Recipient<Resolve>,
     /// Frames to the WebSocket edge; closing it (dropping the actor) closes the socket.
     out: UnboundedSender<Outbound>,
     heartbeat: Heartbeat,
@@ -100,13 +114,15 @@ impl PeerActor {
     pub fn new(
         id: PeerId,
         room_id: RoomId,
-        registry: Recipient<GetRoom>,
+        origin: Origin,
+        registry: Recipient<Resolve>,
         out: UnboundedSender<Outbound>,
         heartbeat: Heartbeat,
     ) -> Self {
         Self {
             id,
             room_id,
+            origin,
             registry,
             out,
             heartbeat,
@@ -278,7 +294,10 @@ impl PeerActor {
         };
         self.state = State::Joining;
         let registry = self.registry.clone();
-        let room_id = self.room_id.clone();
+        let resolve = Resolve {
+            room: self.room_id.clone(),
+            relayed: self.origin.relayed_by.is_some(),
+        };
         let join = Join {
             peer: self.id.clone(),
             display_name,
@@ -286,36 +305,48 @@ impl PeerActor {
             media_events: ctx.address().recipient(),
         };
         let fut = async move {
-            // A room that just closed may refuse once; the registry then opens a new one.
-            let mut last = None;
-            for _ in 0..3 {
-                let room = registry
-                    .send(GetRoom {
-                        room: room_id.clone(),
+            // A host that just died keeps its lease for up to LEASE_TTL; a room that just
+            // closed refuses once. Both resolve again shortly.
+            let deadline = Instant::now() + LEASE_TTL + Duration::from_secs(1);
+            loop {
+                let route = registry
+                    .send(Resolve {
+                        room: resolve.room.clone(),
+                        relayed: resolve.relayed,
                     })
                     .await
-                    .map_err(mailbox_error)?
-                    .map_err(join_error)?;
-                let attempt = Join {
-                    peer: join.peer.clone(),
-                    display_name: join.display_name.clone(),
-                    events: join.events.clone(),
-                    media_events: join.media_events.clone(),
-                };
-                match room.send(attempt).await {
-                    Ok(result) => return result.map(|j| (room, j)).map_err(join_error),
-                    Err(e) => last = Some(e),
+                    .map_err(|_| JoinError::Closing)?;
+                match route {
+                    Ok(Route::Local(room)) => {
+                        let attempt = Join {
+                            peer: join.peer.clone(),
+                            display_name: join.display_name.clone(),
+                            events: join.events.clone(),
+                            media_events: join.media_events.clone(),
+                        };
+                        if let Ok(result) = room.send(attempt).await {
+                            return result.map(|j| (room, j));
+                        }
+                    }
+                    Ok(Route::Remote(_)) => return Err(JoinError::Moved),
+                    Err(JoinError::HostUnreachable(node)) if Instant::now() >= deadline => {
+                        return Err(JoinError::HostUnreachable(node))
+                    }
+                    Err(JoinError::HostUnreachable(_)) => {}
+                    Err(e) => return Err(e),
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                if Instant::now() >= deadline {
+                    return Err(JoinError::Closing);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(mailbox_error(last.unwrap_or(MailboxError::Closed)))
         };
         ctx.wait(
             fut.into_actor(self)
-                .map(move |result, act, _| match result {
+                .map(move |result, act, ctx| match result {
                     Ok((room, joined)) => {
                         act.state = State::Joined(room);
-                        info!(room = %act.room_id, peer = %act.id, "joined");
+                        info!(room = %act.room_id, peer = %act.id, client = act.origin.client_ip.as_deref().unwrap_or("-"), relayed_by = ?act.origin.relayed_by, "joined");
                         act.reply(
                             id,
                             Ok(ResponseData::Join(JoinResponse {
@@ -326,9 +357,21 @@ impl PeerActor {
                             })),
                         );
                     }
+                    Err(JoinError::Moved) => {
+                        // Another instance hosts the room now: the client reconnects, and the
+                        // edge it reaches relays it there.
+                        act.state = State::Connected;
+                        act.reply(id, Err(join_error(JoinError::Moved)));
+                        let reason = JoinError::Moved.to_string();
+                        act.notify(Notification::Reconnect {
+                            reason: reason.clone(),
+                        });
+                        act.exit = ExitReason::Evicted(reason);
+                        ctx.stop();
+                    }
                     Err(e) => {
                         act.state = State::Connected;
-                        act.reply(id, Err(e));
+                        act.reply(id, Err(join_error(e)));
                     }
                 }),
         );
@@ -406,7 +449,10 @@ fn join_error(e: JoinError) -> SignalError {
     let code = match &e {
         JoinError::RoomFull(_) => ErrorCode::RoomFull,
         JoinError::AlreadyJoined => ErrorCode::AlreadyJoined,
-        JoinError::Closing => ErrorCode::RoomClosing,
+        JoinError::Closing | JoinError::HostUnreachable(_) | JoinError::Moved => {
+            ErrorCode::RoomClosing
+        }
+        JoinError::DirectoryUnavailable(_) => ErrorCode::Unavailable,
     };
     SignalError::new(code, e.to_string())
 }

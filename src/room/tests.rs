@@ -168,6 +168,22 @@ fn room(max_users: usize, close_delay: Duration) -> (Addr<RoomActor>, FakeWorker
     (room, worker)
 }
 
+/// The room `id`, opened here by the registry.
+async fn local_room(registry: &Addr<RegistryActor>, id: &RoomId) -> Addr<RoomActor> {
+    let route = registry
+        .send(Resolve {
+            room: id.clone(),
+            relayed: false,
+        })
+        .await
+        .expect("registry alive")
+        .expect("room opened");
+    match route {
+        Route::Local(room) => room,
+        Route::Remote(node) => panic!("a single instance hosts every room, not {node:?}"),
+    }
+}
+
 /// A registry on a real media worker (loopback).
 fn registry(close_delay: Duration) -> Addr<RegistryActor> {
     RegistryActor::new(
@@ -177,7 +193,7 @@ fn registry(close_delay: Duration) -> Addr<RegistryActor> {
             max_users: 0,
             close_delay,
         },
-        Arc::new(InMemoryDirectory::default()),
+        Arc::new(InMemoryDirectory),
     )
     .start()
 }
@@ -608,11 +624,7 @@ async fn leaving_removes_the_peer_its_producers_and_consumers() {
 async fn an_empty_room_closes_after_the_delay_and_reopens_fresh() {
     let registry = registry(Duration::from_millis(150));
     let id = RoomId::parse("closing").unwrap();
-    let first = registry
-        .send(GetRoom { room: id.clone() })
-        .await
-        .unwrap()
-        .unwrap();
+    let first = local_room(&registry, &id).await;
     let (a, _rec, _) = join(&first, "A").await;
     assert_eq!(
         registry.send(GetRegistryStats).await.unwrap(),
@@ -628,7 +640,7 @@ async fn an_empty_room_closes_after_the_delay_and_reopens_fresh() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!first.connected(), "the empty room stopped");
     assert_eq!(registry.send(GetRegistryStats).await.unwrap().rooms, 0);
-    let second = registry.send(GetRoom { room: id }).await.unwrap().unwrap();
+    let second = local_room(&registry, &id).await;
     assert!(second.connected());
     assert_ne!(first, second, "a new room actor, with fresh media state");
 }
@@ -645,14 +657,18 @@ struct PeerHarness {
 async fn peer_in_room(heartbeat: Heartbeat) -> PeerHarness {
     let registry = registry(Duration::from_secs(5));
     let id = RoomId::parse("exits").unwrap();
-    let room = registry
-        .send(GetRoom { room: id.clone() })
-        .await
-        .unwrap()
-        .unwrap();
+    let room = local_room(&registry, &id).await;
     let (_other_id, other, _) = join(&room, "Other").await;
     let (tx, mut out) = mpsc::unbounded_channel();
-    let peer = PeerActor::new(PeerId::random(), id, registry.recipient(), tx, heartbeat).start();
+    let peer = PeerActor::new(
+        PeerId::random(),
+        id,
+        Origin::default(),
+        registry.recipient(),
+        tx,
+        heartbeat,
+    )
+    .start();
     peer.do_send(ClientText(
         r#"{"type":"request","id":1,"method":"join","data":{"displayName":"P","protocolVersion":1}}"#.into(),
     ));

@@ -1,53 +1,130 @@
-//! Which instance hosts which room. Today every room is hosted where it is asked for
-//! ([`InMemoryDirectory`]); a Redis-backed directory that lets one meeting span instances
-//! implements the same [`RoomDirectory`] trait.
+//! Which instance hosts which room. One instance hosts each meeting (its media worker forwards
+//! everyone's packets); the others relay their participants' signaling to it. The
+//! [`RoomDirectory`] is where that is decided: [`InMemoryDirectory`] for a single instance (every
+//! claim succeeds) and [`RedisDirectory`] for several instances sharing Redis, where a room is
+//! claimed with a lease that its host renews and instances announce themselves with a
+//! heartbeat. Key names, TTLs and the relay are described in `docs/clustering.md`.
+//!
+//! This module knows nothing of actors, sockets or media: it answers "who hosts this room" and
+//! "who is alive".
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+mod redis;
 
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub use self::redis::RedisDirectory;
 use crate::ids::{NodeId, RoomId};
 
-/// Where a room lives.
+/// How long a room's lease lives without renewal: a dead host's rooms can be claimed by
+/// another instance this long after its last renewal.
+pub const LEASE_TTL: Duration = Duration::from_millis(2000);
+/// How often a host renews the leases of its rooms.
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_millis(500);
+/// How long an instance's announcement lives without renewal.
+pub const NODE_TTL: Duration = Duration::from_millis(3000);
+/// How often an instance announces itself.
+pub const NODE_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// An instance as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    /// Its id (`nodeId`).
+    pub id: NodeId,
+    /// Where the other instances reach its HTTP listener (`internalUrl`).
+    pub internal_url: String,
+    /// True while it drains: it hosts no new room.
+    pub draining: bool,
+    /// Rooms it hosts.
+    pub rooms: usize,
+    /// Participants in them.
+    pub peers: usize,
+    /// Its version.
+    pub version: String,
+}
+
+/// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
-    /// On this instance.
-    Local,
-    /// On another instance of the deployment.
-    Remote(NodeId),
+pub enum Claim {
+    /// This instance holds the room now (newly claimed or already its own).
+    Mine,
+    /// Another instance holds the room; its announcement, when it is alive.
+    HeldBy(NodeId, Option<NodeInfo>),
 }
 
-/// Claims and releases rooms for instances.
+/// Why the directory could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// Redis did not answer (down, unreachable, or slower than the time limit).
+    #[error("the room directory (Redis) is unreachable: {0}")]
+    Unavailable(String),
+    /// Redis answered something this version does not understand.
+    #[error("the room directory (Redis) answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+/// A directory call in flight.
+pub type DirectoryFuture<T> = BoxFuture<'static, Result<T, DirectoryError>>;
+
+/// Claims, renews and releases rooms for this instance, and tracks live instances.
 pub trait RoomDirectory: Send + Sync {
-    /// Claims `room` for `node` unless another node holds it; says where it lives.
-    fn claim(&self, room: &RoomId, node: &NodeId) -> Placement;
-    /// Releases `room` if `node` holds it.
-    fn release(&self, room: &RoomId, node: &NodeId);
+    /// True when several instances share this directory (rooms may live elsewhere).
+    fn shared(&self) -> bool;
+    /// Claims `room` for this instance unless a live lease of another instance holds it.
+    fn claim(&self, room: &RoomId) -> DirectoryFuture<Claim>;
+    /// Renews the leases of `rooms` (re-claiming any that expired meanwhile); returns the
+    /// rooms now held by another instance, which this instance must give up.
+    fn renew(&self, rooms: Vec<RoomId>) -> DirectoryFuture<Vec<RoomId>>;
+    /// Releases `room` if this instance holds it.
+    fn release(&self, room: &RoomId) -> DirectoryFuture<()>;
+    /// Who holds `room` now, without claiming it: the holder and its announcement, if alive.
+    fn holder(&self, room: &RoomId) -> DirectoryFuture<Option<(NodeId, Option<NodeInfo>)>>;
+    /// Announces this instance (heartbeat).
+    fn announce(&self, me: NodeInfo) -> DirectoryFuture<()>;
+    /// Removes this instance's announcement (clean stop).
+    fn withdraw(&self) -> DirectoryFuture<()>;
+    /// Every instance with a live announcement.
+    fn live_nodes(&self) -> DirectoryFuture<Vec<NodeInfo>>;
 }
 
-/// A directory for a single instance: every claim succeeds.
+/// The directory of a single instance: every claim succeeds, nobody else exists.
 #[derive(Debug, Default)]
-pub struct InMemoryDirectory {
-    rooms: Mutex<HashMap<RoomId, NodeId>>,
-}
+pub struct InMemoryDirectory;
 
 impl RoomDirectory for InMemoryDirectory {
-    fn claim(&self, room: &RoomId, node: &NodeId) -> Placement {
-        // A poisoned lock means another thread panicked mid-update; the map is still usable.
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        match rooms.get(room) {
-            Some(holder) if holder != node => Placement::Remote(holder.clone()),
-            _ => {
-                rooms.insert(room.clone(), node.clone());
-                Placement::Local
-            }
-        }
+    fn shared(&self) -> bool {
+        false
     }
 
-    fn release(&self, room: &RoomId, node: &NodeId) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if rooms.get(room) == Some(node) {
-            rooms.remove(room);
-        }
+    fn claim(&self, _room: &RoomId) -> DirectoryFuture<Claim> {
+        Box::pin(async { Ok(Claim::Mine) })
+    }
+
+    fn renew(&self, _rooms: Vec<RoomId>) -> DirectoryFuture<Vec<RoomId>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn release(&self, _room: &RoomId) -> DirectoryFuture<()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn holder(&self, _room: &RoomId) -> DirectoryFuture<Option<(NodeId, Option<NodeInfo>)>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn announce(&self, _me: NodeInfo) -> DirectoryFuture<()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn withdraw(&self) -> DirectoryFuture<()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn live_nodes(&self) -> DirectoryFuture<Vec<NodeInfo>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }
 
@@ -55,16 +132,13 @@ impl RoomDirectory for InMemoryDirectory {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_room_is_held_by_one_node_until_released() {
-        let d = InMemoryDirectory::default();
+    #[actix_rt::test]
+    async fn a_single_instance_holds_every_room() {
+        let d = InMemoryDirectory;
         let room = RoomId::parse("r").unwrap();
-        let (a, b) = (NodeId::from_raw("a"), NodeId::from_raw("b"));
-        assert_eq!(d.claim(&room, &a), Placement::Local);
-        assert_eq!(d.claim(&room, &b), Placement::Remote(a.clone()));
-        d.release(&room, &b);
-        assert_eq!(d.claim(&room, &b), Placement::Remote(a.clone()));
-        d.release(&room, &a);
-        assert_eq!(d.claim(&room, &b), Placement::Local);
+        assert!(!d.shared());
+        assert_eq!(d.claim(&room).await, Ok(Claim::Mine));
+        assert_eq!(d.renew(vec![room.clone()]).await, Ok(vec![]));
+        assert_eq!(d.live_nodes().await, Ok(vec![]));
     }
 }

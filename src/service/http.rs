@@ -120,6 +120,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         "uptimeSeconds": state.started.elapsed().as_secs(),
         "rooms": stats.rooms,
         "peers": stats.peers,
+        "relayedPeers": state.relays.active(),
         "redis": redis.as_str(),
     });
     let mut res = if state.is_ready() {

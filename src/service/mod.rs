@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod proxy;
+pub mod relay;
 pub mod session;
 pub mod tls;
 pub mod ws;
@@ -22,11 +23,12 @@ use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::ids::NodeId;
-use crate::room::messages::{Drain, EvictAll, GetRegistryStats};
+use crate::room::messages::{Drain, EvictAll, GetRegistryStats, SetInternalUrl, Withdraw};
 use crate::room::{Heartbeat, RegistryActor, RoomSettings};
-use crate::routing::InMemoryDirectory;
+use crate::routing::{DirectoryError, InMemoryDirectory, RedisDirectory, RoomDirectory};
 use crate::sfu::{MediaPlane, MediaStartError};
 use proxy::TrustedProxies;
+use relay::{RelayAuth, RelayTracker};
 use session::{RedisMonitor, RedisState, SessionSetupError, Sessions};
 
 /// Shared by every request handler.
@@ -43,6 +45,12 @@ pub struct AppState {
     pub trusted: TrustedProxies,
     /// Redis reachability for `/health`.
     pub redis: RedisMonitor,
+    /// True when instances share a room directory (Redis): rooms may live elsewhere.
+    pub directory_shared: bool,
+    /// Signs relay headers of this instance's participants and checks those of others.
+    pub relay_auth: RelayAuth,
+    /// Participants this instance relays to other instances.
+    pub relays: Arc<RelayTracker>,
     /// True once the instance stops taking new meetings.
     draining: Arc<AtomicBool>,
 }
@@ -71,6 +79,9 @@ pub enum StartError {
     /// The TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The room directory could not be set up (bad `redisUrl`).
+    #[error("room directory: {0}. Fix redisUrl")]
+    Directory(#[from] DirectoryError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({key}): {source}")]
     Listen {
@@ -97,13 +108,25 @@ pub struct RunningServer {
     media: MediaPlane,
     /// Finds rooms; exposed for tests.
     pub registry: Addr<RegistryActor>,
+    /// Participants relayed to other instances.
+    relays: Arc<RelayTracker>,
     draining: Arc<AtomicBool>,
 }
 
 impl RunningServer {
-    /// Stops accepting, closes connections, stops the media workers.
+    /// Stops accepting, closes connections, stops the media workers, and leaves the shared
+    /// directory (its rooms released, its announcement removed).
     pub async fn stop(self) {
         self.draining.store(true, Ordering::SeqCst);
+        let _ = self
+            .registry
+            .send(EvictAll {
+                reason: "this server is shutting down; reconnecting".into(),
+            })
+            .await;
+        self.relays
+            .evict_all("this server is shutting down; reconnecting");
+        let _ = self.registry.send(Withdraw).await;
         for h in &self.handles {
             h.stop(true).await;
         }
@@ -132,18 +155,26 @@ impl RunningServer {
                 .send(GetRegistryStats)
                 .await
                 .unwrap_or_default();
-            if stats.peers == 0 {
+            let relayed = self.relays.active();
+            if stats.peers == 0 && relayed == 0 {
                 info!("drained: no participant left");
                 return;
             }
             if Instant::now() >= until {
                 info!(
                     peers = stats.peers,
-                    "drain deadline reached: asking participants to reconnect"
+                    relayed, "drain deadline reached: asking participants to reconnect"
                 );
-                self.registry.do_send(EvictAll {
-                    reason: "this server is shutting down; reconnecting".into(),
-                });
+                let reason = "this server is shutting down; reconnecting";
+                // Rooms are released before their participants are told, so the first of them
+                // to reach a live instance opens the meeting there.
+                let _ = self
+                    .registry
+                    .send(EvictAll {
+                        reason: reason.into(),
+                    })
+                    .await;
+                self.relays.evict_all(reason);
                 // Let the reconnect notifications and close frames go out.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return;
@@ -163,6 +194,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .unwrap_or_else(NodeId::random);
     let sessions = Sessions::from_config(&config).await?;
     let media = MediaPlane::start(&config)?;
+    let directory: Arc<dyn RoomDirectory> = match &config.redis_url {
+        Some(url) => {
+            info!("rooms are shared by every instance using this Redis: one meeting per room name, hosted by one instance, the others relaying");
+            Arc::new(RedisDirectory::new(url, node.clone())?)
+        }
+        None => Arc::new(InMemoryDirectory),
+    };
+    let directory_shared = directory.shared();
     let registry = RegistryActor::new(
         node.clone(),
         Arc::new(media.clone()),
@@ -170,9 +209,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             max_users: config.max_users_per_room,
             close_delay: config.empty_room_close_delay(),
         },
-        Arc::new(InMemoryDirectory::default()),
+        directory,
     )
     .start();
+    let relays = Arc::new(RelayTracker::default());
     let draining = Arc::new(AtomicBool::new(false));
     let trusted = TrustedProxies::new(config.trusted_proxies());
     if config.behind_reverse_proxy {
@@ -188,6 +228,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         started: Instant::now(),
         trusted: trusted.clone(),
         redis: RedisMonitor::start(config.redis_url.clone()),
+        directory_shared,
+        relay_auth: RelayAuth::new(config.cookie_secret.as_deref()),
+        relays: relays.clone(),
         draining: draining.clone(),
     });
     // Everything shared by the HTTP workers is made here, once per process: the closure below
@@ -227,8 +270,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .route("/api/session", web::get().to(http::session_info))
             .route("/ws/{room}", web::get().to(ws::connect))
             .route("/static/{path:.*}", web::get().to(http::static_file))
+            .route("/static/{path:.*}", web::head().to(http::static_file))
             .route("/", web::get().to(http::home))
+            .route("/", web::head().to(http::home))
+            // HEAD answers as GET does (link checkers, uptime probes); actix sends no body.
             .route("/{room}", web::get().to(http::room_page))
+            .route("/{room}", web::head().to(http::room_page))
     })
     .workers(2)
     .shutdown_timeout(5)
@@ -250,6 +297,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         server.bind_rustls_0_23(&addr, tls).map_err(listen_err)?
     };
     let http_addr = server.addrs()[0];
+    let internal_url = config.internal_url.clone().unwrap_or_else(|| {
+        let host = match http_addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}", http_addr.port())
+    });
+    if directory_shared {
+        if config.internal_url.is_none() && !http_addr.ip().is_loopback() {
+            tracing::warn!(%internal_url, "internalUrl is not set: the other instances will try to reach this one at {internal_url}, which only works when they all run on this machine; set internalUrl (MM_INTERNAL_URL) to this instance's address on the network they share");
+        }
+        info!(%internal_url, "announcing this instance to the others");
+    }
+    registry.do_send(SetInternalUrl(internal_url));
     let server = server.run();
     let mut handles = vec![server.handle()];
     actix_web::rt::spawn(server);
@@ -289,6 +351,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         handles,
         media,
         registry,
+        relays,
         draining,
     })
 }

@@ -126,11 +126,23 @@ impl TrustedProxies {
 
 /// Convenience for handlers.
 pub fn client_info(req: &HttpRequest, trusted: &TrustedProxies) -> ClientInfo {
-    trusted.resolve(
+    let info = trusted.resolve(
         req.peer_addr(),
         req.connection_info().scheme(),
         req.headers(),
-    )
+    );
+    with_authority(info, req.uri())
+}
+
+/// HTTP/2 carries the host in the `:authority` pseudo-header, which actix puts in the URI,
+/// not in a `Host` header: use it when no header named the host.
+fn with_authority(mut info: ClientInfo, uri: &actix_web::http::Uri) -> ClientInfo {
+    if info.host.is_empty() {
+        if let Some(authority) = uri.authority().filter(|a| valid_host(a.as_str())) {
+            info.host = authority.as_str().to_string();
+        }
+    }
+    info
 }
 
 /// Same, for middleware.
@@ -140,7 +152,8 @@ pub fn client_info_of(req: &ServiceRequest, trusted: &TrustedProxies) -> ClientI
     } else {
         "http"
     };
-    trusted.resolve(req.peer_addr(), direct_scheme, req.headers())
+    let info = trusted.resolve(req.peer_addr(), direct_scheme, req.headers());
+    with_authority(info, req.uri())
 }
 
 #[derive(Debug, Default)]
@@ -295,6 +308,19 @@ mod tests {
         assert_eq!(info.ip, "2001:db8::1".parse::<IpAddr>().unwrap());
         assert!(info.is_https());
         assert_eq!(info.host, "meet.example.org");
+    }
+
+    #[test]
+    fn an_http2_request_without_host_header_takes_the_authority() {
+        let info = loopback().resolve(peer("198.51.100.4"), "https", &headers(&[]));
+        let uri: actix_web::http::Uri = "https://meet.example.org:8443/room".parse().unwrap();
+        assert_eq!(with_authority(info, &uri).host, "meet.example.org:8443");
+        let info = loopback().resolve(peer("198.51.100.4"), "https", &headers(FORGED));
+        assert_eq!(
+            with_authority(info, &uri).host,
+            "meet.example.org",
+            "Host header wins"
+        );
     }
 
     #[test]

@@ -387,6 +387,10 @@ struct Transport {
     next_timeout: Instant,
     /// Queued in `Worker::dirty` for polling.
     dirty: bool,
+    /// A frame was written since the last poll: the transport is polled (which packetizes
+    /// what is due) before the next frame is written to it, so a burst of frames for one
+    /// subscriber never piles up in str0m's queue.
+    written: bool,
     /// The Rtc stopped (ICE timeout, DTLS close); kept until the peer is removed.
     dead: bool,
     /// Send side: producer of each incoming m-line.
@@ -730,6 +734,12 @@ impl Worker {
     }
 
     fn poll(&mut self, key: TKey) {
+        // str0m packetizes one queued frame per media on each timeout; frames written since
+        // are due at once. Feeding those due timeouts here, rather than on the next turn of
+        // the loop, keeps its queue short when many frames arrive in one batch (past 512
+        // queued frames str0m refuses writes). Bounded so one busy transport cannot starve
+        // the others; what is left is due at the next turn.
+        let mut due_timeouts = MAX_BATCH;
         loop {
             let Some(t) = self.transports.get_mut(&key) else {
                 return;
@@ -737,6 +747,7 @@ impl Worker {
             if t.dead {
                 return;
             }
+            t.written = false;
             if !t.rtc.is_alive() {
                 t.dead = true;
                 let (peer, direction) = (t.peer.clone(), t.direction);
@@ -755,6 +766,15 @@ impl Worker {
             }
             let event = match t.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
+                    let now = Instant::now();
+                    if at <= now && due_timeouts > 0 {
+                        due_timeouts -= 1;
+                        if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                            warn!(peer = %t.peer, "transport timeout error: {e}");
+                            t.rtc.disconnect();
+                        }
+                        continue;
+                    }
                     t.next_timeout = at;
                     self.next_wakeup = self.next_wakeup.min(at);
                     return;
@@ -888,6 +908,7 @@ impl Worker {
         let producer = &*producer;
         let simulcast = !rid.is_empty();
         let mut after = Vec::new();
+        let mut writes = Vec::new();
         for cid in &producer.consumers {
             let Some(c) = self.consumers.get_mut(cid) else {
                 continue;
@@ -922,7 +943,18 @@ impl Worker {
                     continue;
                 }
             }
-            let Some(rt) = self.transports.get_mut(&c.transport) else {
+            let out = data.time.numer().wrapping_add(c.time_offset);
+            c.last_out = Some(out);
+            writes.push((c.transport, c.id.clone(), mid, out));
+        }
+        // Written after the loop, with a poll between two frames for the same transport: under
+        // load several frames for one subscriber arrive in one batch, and each must be
+        // packetized before the next is queued.
+        for (tkey, cid, mid, out) in writes {
+            if self.transports.get(&tkey).is_some_and(|t| t.written) {
+                self.poll(tkey);
+            }
+            let Some(rt) = self.transports.get_mut(&tkey) else {
                 continue;
             };
             if rt.dead {
@@ -932,11 +964,9 @@ impl Worker {
                 continue;
             };
             let Some(pt) = writer.match_params(data.params) else {
-                debug!(consumer = %c.id, "subscriber did not negotiate the producer's codec");
+                debug!(consumer = %cid, "subscriber did not negotiate the producer's codec");
                 continue;
             };
-            let out = data.time.numer().wrapping_add(c.time_offset);
-            c.last_out = Some(out);
             let time = MediaTime::new(out, data.time.frequency());
             let writer = match data.ext_vals.audio_level {
                 Some(level) => {
@@ -945,13 +975,14 @@ impl Worker {
                 None => writer,
             };
             if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
-                debug!(consumer = %c.id, "write failed: {e}");
+                debug!(consumer = %cid, "write failed: {e}");
                 continue;
             }
+            rt.written = true;
             self.stats.frames_forwarded += 1;
             if !rt.dirty {
                 rt.dirty = true;
-                self.dirty.push(c.transport);
+                self.dirty.push(tkey);
             }
         }
         self.run_after(after);
@@ -1254,6 +1285,7 @@ impl Worker {
                 rtc,
                 next_timeout: now,
                 dirty: false,
+                written: false,
                 dead: false,
                 producers_by_mid: HashMap::new(),
                 consumers_by_mid: HashMap::new(),

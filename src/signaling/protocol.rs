@@ -35,6 +35,9 @@ pub enum ErrorCode {
     RoomFull,
     /// The room or the server is closing; reconnect later.
     RoomClosing,
+    /// The server cannot open the meeting now (its shared directory, Redis, is unreachable);
+    /// retry later.
+    Unavailable,
     /// The media layer refused an SDP offer or answer.
     InvalidSdp,
     /// The producer or consumer is not the caller's.

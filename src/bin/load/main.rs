@@ -47,7 +47,7 @@ use scenario::{from_tag, Ctx, Dialect, Part, Tracker};
 
 /// Load generator for multiparty-meeting (and Janus VideoRoom, side by side).
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version)] // no bare `about`: it would show the server crate's description
 struct Args {
     /// A server to load: `ours=http://IP:PORT` or `janus=ws://IP:PORT` (repeatable; run in
     /// order, figures side by side); `direct=-` runs without a server (each subscriber gets
