@@ -512,8 +512,12 @@ function mustReplace(text, re, to, file) {
   return text.replace(re, to);
 }
 
-/** nginx with deploy/nginx.example.conf in front of `upstreams` (two ports). */
-export async function startNginx(t, dir, { upstreams, cert, key, wsReadTimeout }) {
+/**
+ * nginx with deploy/nginx.example.conf, ports and certificate substituted. `upstreams` lists
+ * the instances' ports (the example's two `server` lines become one per instance);
+ * `policy: 'round-robin'` deletes the example's `ip_hash;`, as its comment tells operators.
+ */
+export async function startNginx(t, dir, { upstreams, cert, key, wsReadTimeout, policy = 'ip_hash' }) {
   const bin = requireTool('nginx', 'nginx');
   const httpPort = await freePort();
   const httpsPort = await freePort();
@@ -524,8 +528,10 @@ export async function startNginx(t, dir, { upstreams, cert, key, wsReadTimeout }
   site = mustReplace(site, /listen 80;/g, `listen 127.0.0.1:${httpPort};`, file);
   site = site.split('\n').filter((l) => !/^\s*listen \[::\]/.test(l)).join('\n');
   site = mustReplace(site, /listen 443 ssl( http2)?;/g, `listen 127.0.0.1:${httpsPort} ssl$1;`, file);
-  site = mustReplace(site, /server 127\.0\.0\.1:3443\b/g, `server 127.0.0.1:${upstreams[0]}`, file);
-  site = mustReplace(site, /server 127\.0\.0\.1:3444\b/g, `server 127.0.0.1:${upstreams[1]}`, file);
+  site = mustReplace(site, /^(\s*)server 127\.0\.0\.1:3443\b(.*)$/m,
+    (_, indent, rest) => upstreams.map((port) => `${indent}server 127.0.0.1:${port}${rest}`).join('\n'), file);
+  site = mustReplace(site, /^\s*server 127\.0\.0\.1:3444\b.*\n/m, '', file);
+  if (policy === 'round-robin') site = mustReplace(site, /^\s*ip_hash;\n/m, '', file);
   site = mustReplace(site, /ssl_certificate\s+\S+;/g, `ssl_certificate     ${cert};`, file);
   site = mustReplace(site, /ssl_certificate_key\s+\S+;/g, `ssl_certificate_key ${key};`, file);
   if (wsReadTimeout) site = mustReplace(site, /proxy_read_timeout\s+3600s;/g, `proxy_read_timeout ${wsReadTimeout};`, file);
