@@ -43,8 +43,12 @@ impl ResponseError for HttpError {
 }
 
 fn index() -> HttpResponse {
+    index_with(HttpResponse::Ok())
+}
+
+fn index_with(mut builder: actix_web::HttpResponseBuilder) -> HttpResponse {
     match STATIC.get_file("index.html") {
-        Some(f) => HttpResponse::Ok()
+        Some(f) => builder
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .body(f.contents()),
@@ -64,7 +68,12 @@ pub async fn room_page(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    RoomId::parse(&path).map_err(|e| HttpError::NotFound(format!("{}: {e}", path.as_str())))?;
+    if let Err(e) = RoomId::parse(&path) {
+        // Still 404, but with the web client: it tells the person what is wrong with the
+        // name and offers a valid one, instead of a bare error text with no way back.
+        tracing::debug!(path = %path.as_str(), "not a room name: {e}");
+        return Ok(index_with(HttpResponse::NotFound()));
+    }
     // During a Redis outage the page is served without a session rather than not at all.
     if state.redis.state() == RedisState::Unreachable {
         return Ok(index());

@@ -1,4 +1,5 @@
-// Owns the WebRTC side: local capture, the send transport (client offers + publish) and the recv transport (server offers).
+// Owns the two WebRTC connections: the send transport (the client offers, `publish`) and the
+// recv transport (the server offers, `recvAnswer`). Capture lives in devices.js.
 
 /** Simulcast layers for the camera, lowest first (protocol.md: rid l, m, h). */
 export const WEBCAM_ENCODINGS = [
@@ -6,71 +7,6 @@ export const WEBCAM_ENCODINGS = [
   { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500000 },
   { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1500000 },
 ];
-
-const CAMERA_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 } };
-
-function deviceConstraint(deviceId) {
-  return deviceId ? { deviceId: { exact: deviceId } } : {};
-}
-
-/** Microphone track, or throws. */
-export async function getMicTrack(deviceId) {
-  const stream = await navigator.mediaDevices.getUserMedia({
-    audio: { ...deviceConstraint(deviceId), echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-  });
-  return stream.getAudioTracks()[0];
-}
-
-/** Camera track, or throws. */
-export async function getCamTrack(deviceId) {
-  const stream = await navigator.mediaDevices.getUserMedia({ video: { ...deviceConstraint(deviceId), ...CAMERA_CONSTRAINTS } });
-  return stream.getVideoTracks()[0];
-}
-
-/**
- * Gets microphone and camera, falling back to whichever works alone.
- * Returns {mic, cam, errors: {mic?, cam?}}; never throws.
- */
-export async function getLocalTracks({ micDeviceId, camDeviceId, audio = true, video = true } = {}) {
-  const result = { mic: null, cam: null, errors: {} };
-  if (!navigator.mediaDevices?.getUserMedia) {
-    const err = new Error('media devices unavailable (needs https or localhost)');
-    if (audio) result.errors.mic = err;
-    if (video) result.errors.cam = err;
-    return result;
-  }
-  if (audio && video) {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        audio: { ...deviceConstraint(micDeviceId), echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-        video: { ...deviceConstraint(camDeviceId), ...CAMERA_CONSTRAINTS },
-      });
-      result.mic = stream.getAudioTracks()[0] || null;
-      result.cam = stream.getVideoTracks()[0] || null;
-      return result;
-    } catch {
-      // Try each device alone: one of them may be missing or busy.
-    }
-  }
-  if (audio) {
-    try { result.mic = await getMicTrack(micDeviceId); } catch (err) { result.errors.mic = err; }
-  }
-  if (video) {
-    try { result.cam = await getCamTrack(camDeviceId); } catch (err) { result.errors.cam = err; }
-  }
-  return result;
-}
-
-/** Lists {audioinput: [...], videoinput: [...]} devices. */
-export async function listDevices() {
-  const out = { audioinput: [], videoinput: [] };
-  if (!navigator.mediaDevices?.enumerateDevices) return out;
-  const devices = await navigator.mediaDevices.enumerateDevices();
-  for (const d of devices) {
-    if (out[d.kind]) out[d.kind].push(d);
-  }
-  return out;
-}
 
 /** Serializes async jobs so negotiations never overlap. */
 class Queue {
@@ -290,8 +226,10 @@ export class RecvTransport {
         packetsLost: s.packetsLost || 0,
         bytesReceived: s.bytesReceived || 0,
         framesDecoded: s.framesDecoded || 0,
+        framesPerSecond: s.framesPerSecond || 0,
         frameWidth: s.frameWidth || 0,
         frameHeight: s.frameHeight || 0,
+        jitter: s.jitter || 0,
       });
     });
     return out;

@@ -1,35 +1,18 @@
-// Test harness for the browser e2e tests: starts the server binary, launches headless Chromium, polls and collects diagnostics.
+// Test harness for the browser e2e tests: starts the server binary, polls for a condition and
+// collects diagnostics. The browsers themselves are in browsers.mjs.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LineLog } from './log.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 export const SERVER_BIN = process.env.MM_BIN
   ? path.resolve(process.env.MM_BIN)
   : path.resolve(here, '../../target/debug/multiparty-meeting');
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/lib/chromium/chromium';
-
-export const CHROMIUM_ARGS = [
-  '--allow-loopback-in-peer-connection',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-gpu',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--auto-select-desktop-capture-source=Entire screen',
-  // Headless pages are never "visible" to the user: keep timers and rendering at full speed.
-  '--disable-background-timer-throttling',
-  '--disable-renderer-backgrounding',
-  '--disable-backgrounding-occluded-windows',
-];
-
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A free TCP port on 127.0.0.1 (bind port 0, read it, release it). */
@@ -45,37 +28,13 @@ export function freePort() {
   });
 }
 
-/** Fails (never skips) with an install/build hint when a prerequisite is missing. */
+/** Fails (never skips) with a build hint when the server binary is missing. */
 export function checkPrerequisites() {
   const problems = [];
   if (!fs.existsSync(SERVER_BIN)) {
     problems.push(`server binary not found at ${SERVER_BIN}: build it with \`cargo build\` in the repository root, or point MM_BIN at it`);
   }
-  if (!fs.existsSync(CHROMIUM_PATH)) {
-    problems.push(`Chromium not found at ${CHROMIUM_PATH}: install it with \`apt-get install chromium\`, or point CHROMIUM_PATH at a Chromium binary`);
-  }
   if (problems.length) throw new Error(`browser e2e prerequisites missing:\n  - ${problems.join('\n  - ')}`);
-}
-
-/** Keeps the last `max` lines written to a stream. */
-class LineLog {
-  constructor(max = 400) {
-    this.max = max;
-    this.lines = [];
-    this.partial = '';
-  }
-  write(chunk) {
-    const text = this.partial + chunk.toString();
-    const parts = text.split('\n');
-    this.partial = parts.pop();
-    for (const line of parts) {
-      this.lines.push(line);
-      if (this.lines.length > this.max) this.lines.shift();
-    }
-  }
-  text() {
-    return [...this.lines, this.partial].filter(Boolean).join('\n');
-  }
 }
 
 /**
@@ -83,7 +42,9 @@ class LineLog {
  * clients can reconnect to the same address) and a random 200-port RTC window.
  */
 export class ServerProcess {
-  constructor() {
+  /** env: extra MM_* configuration for this server (e.g. MM_MAX_USERS_PER_ROOM). */
+  constructor({ env = {} } = {}) {
+    this.extraEnv = env;
     this.port = 0;
     this.rtcMin = 40000 + Math.floor(Math.random() * 49) * 200; // 40000..49600, window of 200 inside 40000-49999
     this.rtcMax = this.rtcMin + 199;
@@ -113,6 +74,7 @@ export class ServerProcess {
       MM_DRAIN_TIMEOUT: '2000',
       RUST_LOG: process.env.RUST_LOG || 'info',
       NO_COLOR: '1',
+      ...this.extraEnv,
     };
     this.log.write(`--- starting ${SERVER_BIN} (http ${this.port}, rtc ${this.rtcMin}-${this.rtcMax})\n`);
     // Own process group, so that stop()/kill() also reach anything the binary spawned.
@@ -187,29 +149,6 @@ export class ServerProcess {
   }
 }
 
-export async function launchChromium() {
-  const { chromium } = await import('playwright-core').catch((err) => {
-    throw new Error(`playwright-core is not installed (${err.message}): run \`npm ci\` in tests/browser`);
-  });
-  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
-}
-
-/** One participant: its own browser context (separate storage), a page and its console log. */
-export async function openPeer(browser, url, label, { initScript } = {}) {
-  const context = await browser.newContext({
-    permissions: ['camera', 'microphone'],
-    viewport: { width: 800, height: 600 },
-  });
-  if (initScript) await context.addInitScript(initScript);
-  const page = await context.newPage();
-  const log = new LineLog(300);
-  page.on('console', (msg) => log.write(`[${label}] ${msg.type()}: ${msg.text()}\n`));
-  page.on('pageerror', (err) => log.write(`[${label}] pageerror: ${err.stack || err.message}\n`));
-  page.on('crash', () => log.write(`[${label}] page crashed\n`));
-  await page.goto(url);
-  return { label, context, page, log };
-}
-
 /**
  * Polls `probe` (async, returns {ok, detail}) until ok or timeout; then fails with `what`
  * and the last detail.
@@ -233,7 +172,7 @@ export async function waitFor(what, probe, { timeoutMs = 30000, intervalMs = 500
 
 /** What a page knows about the meeting, for assertions and failure messages. */
 export async function snapshot(peer) {
-  return peer.page.evaluate(async () => {
+  return peer.evaluate(async () => {
     const m = window.meeting;
     if (!m) return { error: 'window.meeting is not defined' };
     const stats = await m.inboundStats();

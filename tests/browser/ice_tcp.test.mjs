@@ -6,9 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import {
-  ServerProcess, checkPrerequisites, openPeer, waitFor, formatDiagnostics, CHROMIUM_PATH, CHROMIUM_ARGS,
-} from './harness.mjs';
+import { ServerProcess, checkPrerequisites, waitFor, formatDiagnostics } from './harness.mjs';
+import { launchChromium } from './browsers.mjs';
 
 const server = new ServerProcess();
 let browser = null;
@@ -18,18 +17,13 @@ let failed = false;
 before(async () => {
   checkPrerequisites();
   await server.start();
-  const { chromium } = await import('playwright-core');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    // No UDP for WebRTC at all: only TCP candidates are gathered and used.
-    args: [...CHROMIUM_ARGS, '--force-webrtc-ip-handling-policy=disable_non_proxied_udp'],
-  });
+  // No UDP for WebRTC at all: only TCP candidates are gathered and used.
+  browser = await launchChromium({ args: ['--force-webrtc-ip-handling-policy=disable_non_proxied_udp'] });
 });
 
 after(async () => {
   if (failed) process.stderr.write(`${formatDiagnostics({ server, peers })}\n`);
-  for (const p of peers) await p.context.close().catch(() => {});
+  for (const p of peers) await p.close().catch(() => {});
   await browser?.close().catch(() => {});
   await server.stop();
 });
@@ -51,7 +45,7 @@ function blockServerUdp() {
 
 /** Protocol of the candidate pair each peer connection of the page actually uses. */
 async function selectedProtocols(peer) {
-  return peer.page.evaluate(async () => {
+  return peer.evaluate(async () => {
     const out = [];
     for (const pc of [window.meeting.sendPc, window.meeting.recvPc]) {
       if (!pc) continue;
@@ -71,13 +65,13 @@ test('peers without UDP meet over ICE-TCP', { timeout: 120000 }, async () => {
   try {
     const room = `tcp-${crypto.randomBytes(4).toString('hex')}`;
     for (const name of ['A', 'B']) {
-      peers.push(await openPeer(browser, `${server.baseUrl}/${room}?displayName=${name}&autoJoin=1`, name, {
+      peers.push(await browser.openPeer(`${server.baseUrl}/${room}?displayName=${name}&autoJoin=1`, name, {
         initScript: blockServerUdp,
       }));
     }
     for (const [me, other] of [[peers[0], peers[1]], [peers[1], peers[0]]]) {
       await waitFor(`${me.label} decodes ${other.label}'s video and receives its audio over TCP`, async () => {
-        const stats = await me.page.evaluate(() => window.meeting.inboundStats());
+        const stats = await me.evaluate(() => window.meeting.inboundStats());
         const video = stats.some((s) => s.kind === 'video' && s.framesDecoded > 0);
         const audio = stats.some((s) => s.kind === 'audio' && s.packetsReceived > 0);
         return { ok: video && audio, detail: stats };

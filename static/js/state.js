@@ -1,0 +1,33 @@
+// Owns the client's state that several modules read: the meeting as the server describes it
+// (peers, consumers, active speaker), the local capture state, and `window.meeting`, the
+// object tests and curious users inspect. Modules change it; none of them owns the DOM here.
+
+/** Local capture state; survives reconnects. */
+export const local = {
+  mic: null, // MediaStreamTrack while the mic is on
+  cam: null,
+  screen: null,
+  micOn: false,
+  camOn: false,
+  micDeviceId: '',
+  camDeviceId: '',
+  speakerId: '', // audio output for remote sound ('' = system default)
+};
+
+/** The meeting. Methods are attached by session.js and local.js. */
+export const meeting = {
+  state: 'idle', // 'idle' | 'joining' | 'joined' | 'reconnecting' | 'closed'
+  roomId: '',
+  peerId: null,
+  displayName: '',
+  peers: new Map(), // peerId -> {id, displayName, producers: Map(producerId -> Producer), stale}
+  consumers: new Map(), // consumerId -> {id, producerId, peerId, kind, source, mid, paused, track, layer}
+  activeSpeakerId: null,
+  notice: '',
+  log: [], // last notifications, for debugging
+  get micOn() { return local.micOn; },
+  get camOn() { return local.camOn; },
+  get sharing() { return !!local.screen; },
+};
+
+window.meeting = meeting;
