@@ -99,9 +99,24 @@ pub struct JoinResponse {
     pub room_id: String,
     /// Peers already in the room (excluding us).
     pub peers: Vec<Peer>,
-    /// ICE servers (empty for now).
+    /// ICE servers.
     #[serde(default)]
     pub ice_servers: Vec<Value>,
+    /// True while waiting in the lobby.
+    #[serde(default)]
+    pub lobby: bool,
+    /// Our roles (`normal`, `moderator`, ...).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// What they allow.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// The recent chat.
+    #[serde(default)]
+    pub chat_history: Vec<Value>,
+    /// Whether the room is locked.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// Data of the `recvOffer` notification.

@@ -9,8 +9,8 @@ use crate::model::{Permission, Role};
 /// The rules of every room of this instance, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessPolicy {
-    permissions: PermissionMap,
-    allow_when_role_missing: Vec<Permission>,
+    pub(crate) permissions: PermissionMap,
+    pub(crate) allow_when_role_missing: Vec<Permission>,
     /// The first participant of a new meeting becomes moderator.
     pub first_peer_moderator: bool,
     /// Newcomers wait in the lobby while no moderator is present.

@@ -19,4 +19,6 @@ pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};
 
 #[cfg(test)]
+mod meeting_tests;
+#[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use crate::sfu::{MediaError, MediaEvent, MediaPlane, WorkerCommand};
 
 /// What the fake worker was told, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
+pub(super) enum Seen {
     AddRoom,
     RemoveRoom,
     AddPeer(PeerId),
@@ -36,13 +36,13 @@ enum Seen {
 /// A media worker without sockets: records every command and answers requests at once
 /// (a publish gets the answer `"fake answer"`, or `invalidSdp` once `refuse_publish` is set).
 #[derive(Debug, Default, Clone)]
-struct FakeWorker {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    refuse_publish: Arc<std::sync::atomic::AtomicBool>,
+pub(super) struct FakeWorker {
+    pub(super) seen: Arc<Mutex<Vec<Seen>>>,
+    pub(super) refuse_publish: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeWorker {
-    fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -118,8 +118,8 @@ impl MediaWorker for FakeWorker {
 
 /// Records every room and media event it receives.
 #[derive(Default, Clone)]
-struct Recorder {
-    room: Arc<Mutex<Vec<RoomEvent>>>,
+pub(super) struct Recorder {
+    pub(super) room: Arc<Mutex<Vec<RoomEvent>>>,
     media: Arc<Mutex<Vec<MediaEvent>>>,
 }
 
@@ -142,17 +142,17 @@ impl Handler<MediaEvent> for Recorder {
 }
 
 impl Recorder {
-    fn events(&self) -> Vec<RoomEvent> {
+    pub(super) fn events(&self) -> Vec<RoomEvent> {
         self.room.lock().unwrap().clone()
     }
 }
 
-fn media() -> MediaPlane {
+pub(super) fn media() -> MediaPlane {
     MediaPlane::start(&Config::for_tests()).expect("media worker on loopback")
 }
 
 /// A room on a fake worker.
-fn room(max_users: usize, close_delay: Duration) -> (Addr<RoomActor>, FakeWorker) {
+pub(super) fn room(max_users: usize, close_delay: Duration) -> (Addr<RoomActor>, FakeWorker) {
     let worker = FakeWorker::default();
     let room = RoomActor::new(
         RoomId::parse("test").unwrap(),
@@ -170,7 +170,7 @@ fn room(max_users: usize, close_delay: Duration) -> (Addr<RoomActor>, FakeWorker
 }
 
 /// The room `id`, opened here by the registry.
-async fn local_room(registry: &Addr<RegistryActor>, id: &RoomId) -> Addr<RoomActor> {
+pub(super) async fn local_room(registry: &Addr<RegistryActor>, id: &RoomId) -> Addr<RoomActor> {
     let route = registry
         .send(Resolve {
             room: id.clone(),
@@ -186,7 +186,7 @@ async fn local_room(registry: &Addr<RegistryActor>, id: &RoomId) -> Addr<RoomAct
 }
 
 /// A registry on a real media worker (loopback).
-fn registry(close_delay: Duration) -> Addr<RegistryActor> {
+pub(super) fn registry(close_delay: Duration) -> Addr<RegistryActor> {
     RegistryActor::new(
         crate::ids::NodeId::random(),
         Arc::new(media()),
@@ -200,7 +200,7 @@ fn registry(close_delay: Duration) -> Addr<RegistryActor> {
     .start()
 }
 
-async fn join(room: &Addr<RoomActor>, name: &str) -> (PeerId, Recorder, Joined) {
+pub(super) async fn join(room: &Addr<RoomActor>, name: &str) -> (PeerId, Recorder, Joined) {
     let rec = Recorder::default();
     let addr = rec.clone().start();
     let peer = PeerId::random();
@@ -221,7 +221,11 @@ async fn join(room: &Addr<RoomActor>, name: &str) -> (PeerId, Recorder, Joined) 
 }
 
 /// `peer` publishes one track per source (mids "0", "1", ...); returns the producer ids.
-async fn publish(room: &Addr<RoomActor>, peer: &PeerId, sources: &[Source]) -> Vec<ProducerId> {
+pub(super) async fn publish(
+    room: &Addr<RoomActor>,
+    peer: &PeerId,
+    sources: &[Source],
+) -> Vec<ProducerId> {
     let tracks = sources
         .iter()
         .enumerate()
@@ -244,7 +248,7 @@ async fn publish(room: &Addr<RoomActor>, peer: &PeerId, sources: &[Source]) -> V
     published.producers.into_iter().map(|(_, id)| id).collect()
 }
 
-async fn settle() {
+pub(super) async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 

@@ -31,6 +31,11 @@ function compose(dir, project, args, env, timeout = 180000) {
 }
 
 test('docker-compose.yml with podman-compose: Redis + two instances + nginx, a meeting through it', { timeout: 300000 }, async (t) => {
+  // `after` hooks run in the order they were added: `compose down` is registered before the
+  // temp dir's removal (it needs the compose file in that dir as its working directory), so
+  // the containers go also when a step fails.
+  let down = () => {};
+  t.after(() => down());
   const dir = tempDir(t, 'compose');
   // The user's checkout: the compose file and the nginx config it mounts, plus the TLS files
   // its header comment asks for in ./deploy/tls.
@@ -46,10 +51,10 @@ test('docker-compose.yml with podman-compose: Redis + two instances + nginx, a m
   const project = `mmcompose${process.pid}`;
   // As the file's header says: MM_ANNOUNCED_IP and MM_COOKIE_SECRET from the environment.
   const env = { MM_ANNOUNCED_IP: '127.0.0.1', MM_COOKIE_SECRET: randomSecret() };
-  t.after(() => {
-    const down = compose(dir, project, ['down', '-v', '-t', '5'], env);
-    if (down.status !== 0) console.error(`# podman-compose down: ${down.out.slice(-2000)}`);
-  });
+  down = () => {
+    const r = compose(dir, project, ['down', '-v', '-t', '5'], env);
+    if (r.status !== 0) console.error(`# podman-compose down: ${r.out.slice(-2000)}`);
+  };
   const logs = () => ['redis', 'meeting-1', 'meeting-2', 'nginx']
     .map((s) => { const r = podman(['logs', '--tail', '15', `${project}_${s}_1`]); return `--- ${s}:\n${r.stdout}${r.stderr}`; })
     .join('\n');
