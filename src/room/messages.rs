@@ -32,6 +32,9 @@ pub enum JoinError {
     /// The room is hosted by another instance: the participant must reconnect to reach it.
     #[error("this meeting is hosted on another server; reconnect")]
     Moved,
+    /// Opening the room would exceed `limits.maxRooms` of this instance.
+    #[error("this server hosts its maximum of {0} rooms; try again later")]
+    TooManyRooms(usize),
 }
 
 /// Why a room request was refused.

@@ -6,12 +6,14 @@
 pub mod media;
 pub mod messages;
 pub mod peer;
+pub mod policy;
 pub mod registry;
 #[allow(clippy::module_inception)]
 pub mod room;
 
 pub use media::{MediaPool, MediaWorker, Worker};
 pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Origin, Outbound, PeerActor};
+pub use policy::{Admitted, OpenPolicy, PeerPolicy};
 pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};
 

@@ -5,6 +5,7 @@
 //! state: frames come in as [`ClientText`] and go out through an [`Outbound`] channel that the
 //! WebSocket edge drains.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -12,6 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
 
 use super::messages::*;
+use super::policy::{Admitted, OpenPolicy, PeerPolicy};
 use super::RoomActor;
 use crate::ids::{NodeId, PeerId, RoomId};
 use crate::routing::LEASE_TTL;
@@ -107,6 +109,10 @@ pub struct PeerActor {
     last_heard: Instant,
     state: State,
     exit: ExitReason,
+    /// The edge's limits, ICE servers and observations ([`OpenPolicy`] unless set).
+    policy: Arc<dyn PeerPolicy>,
+    /// The place the policy holds for this participant, from `join` until it leaves.
+    admitted: Option<Admitted>,
 }
 
 impl PeerActor {
@@ -129,10 +135,25 @@ impl PeerActor {
             last_heard: Instant::now(),
             state: State::Connected,
             exit: ExitReason::Running,
+            policy: Arc::new(OpenPolicy),
+            admitted: None,
         }
     }
 
+    /// The same peer under the edge's `policy` (limits, ICE servers, metrics).
+    pub fn with_policy(mut self, policy: Arc<dyn PeerPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
     fn send(&self, msg: ServerMessage) {
+        match &msg {
+            ServerMessage::Response {
+                error: Some(e), ..
+            }
+            | ServerMessage::Notification(Notification::Error(e)) => self.policy.refused(e.code),
+            _ => {}
+        }
         let _ = self.out.send(Outbound::Text(msg.to_text()));
     }
 
@@ -292,6 +313,11 @@ impl PeerActor {
             Ok(n) => n,
             Err(e) => return self.reply(id, Err(e)),
         };
+        match self.policy.admit(&self.id, &self.origin) {
+            Ok(place) => self.admitted = Some(place),
+            Err(e) => return self.reply(id, Err(e)),
+        }
+        let started = Instant::now();
         self.state = State::Joining;
         let registry = self.registry.clone();
         let resolve = Resolve {
@@ -353,14 +379,16 @@ impl PeerActor {
                                 peer_id: act.id.clone(),
                                 room_id: act.room_id.clone(),
                                 peers: joined.peers,
-                                ice_servers: Vec::new(),
+                                ice_servers: act.policy.ice_servers(&act.id),
                             })),
                         );
+                        act.policy.joined(started.elapsed());
                     }
                     Err(JoinError::Moved) => {
                         // Another instance hosts the room now: the client reconnects, and the
                         // edge it reaches relays it there.
                         act.state = State::Connected;
+                        act.admitted = None;
                         act.reply(id, Err(join_error(JoinError::Moved)));
                         let reason = JoinError::Moved.to_string();
                         act.notify(Notification::Reconnect {
@@ -371,6 +399,7 @@ impl PeerActor {
                     }
                     Err(e) => {
                         act.state = State::Connected;
+                        act.admitted = None;
                         act.reply(id, Err(join_error(e)));
                     }
                 }),
@@ -453,6 +482,7 @@ fn join_error(e: JoinError) -> SignalError {
             ErrorCode::RoomClosing
         }
         JoinError::DirectoryUnavailable(_) => ErrorCode::Unavailable,
+        JoinError::TooManyRooms(_) => ErrorCode::TooMany,
     };
     SignalError::new(code, e.to_string())
 }
@@ -495,6 +525,7 @@ impl Actor for PeerActor {
             ExitReason::Evicted(r) => r.clone(),
         };
         let _ = self.out.send(Outbound::Close(reason.clone()));
+        self.admitted = None;
         info!(room = %self.room_id, peer = %self.id, %reason, "peer gone");
     }
 }

@@ -44,8 +44,53 @@ pub enum ErrorCode {
     NotFound,
     /// The request does not fit the negotiation state.
     BadState,
+    /// Too many messages or joins in too short a time (`[limits]`); slow down and retry.
+    RateLimited,
+    /// A count limit is reached: connections from one address, participants or rooms on
+    /// this server (`[limits]`); retry later.
+    TooMany,
     /// A server-side failure.
     Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of `docs/protocol.md`.
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownMethod,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::RoomFull,
+        ErrorCode::RoomClosing,
+        ErrorCode::Unavailable,
+        ErrorCode::InvalidSdp,
+        ErrorCode::NotFound,
+        ErrorCode::BadState,
+        ErrorCode::RateLimited,
+        ErrorCode::TooMany,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it is written on the wire (`rateLimited`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "badRequest",
+            ErrorCode::UnknownMethod => "unknownMethod",
+            ErrorCode::UnsupportedVersion => "unsupportedVersion",
+            ErrorCode::NotJoined => "notJoined",
+            ErrorCode::AlreadyJoined => "alreadyJoined",
+            ErrorCode::RoomFull => "roomFull",
+            ErrorCode::RoomClosing => "roomClosing",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidSdp => "invalidSdp",
+            ErrorCode::NotFound => "notFound",
+            ErrorCode::BadState => "badState",
+            ErrorCode::RateLimited => "rateLimited",
+            ErrorCode::TooMany => "tooMany",
+            ErrorCode::Internal => "internal",
+        }
+    }
 }
 
 /// An error reply: a code and a human sentence.
@@ -216,6 +261,21 @@ pub fn parse_request(
     let request = serde_json::from_value(tagged)
         .map_err(|e| bad(Some(id), format!("invalid data for '{method}': {e}")))?;
     Ok((id, request))
+}
+
+/// The `id` of a request frame, read without looking at the rest (its `data` is skipped, not
+/// built): for answering a frame the server will not process, e.g. over the rate limit.
+pub fn request_id(text: &str) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<serde_json::Value>,
+    }
+    // A struct also deserializes from a JSON array; only an object is a request.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let frame: IdOnly = serde_json::from_str(text).ok()?;
+    frame.id?.as_u64()
 }
 
 /// Every notification the server sends.
@@ -477,6 +537,28 @@ mod tests {
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
         let (id, e) = parse_request(r#"{"type":"request","method":"leave"}"#).unwrap_err();
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn error_codes_are_written_as_on_the_wire() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().into())
+            );
+        }
+    }
+
+    #[test]
+    fn the_id_is_read_without_the_data() {
+        assert_eq!(
+            request_id(r#"{"type":"request","id":41,"method":"publish","data":{"sdp":"v=0"}}"#),
+            Some(41)
+        );
+        assert_eq!(request_id(r#"{"data":[1,2,{"x":null}],"id":7}"#), Some(7));
+        assert_eq!(request_id(r#"{"id":"7"}"#), None);
+        assert_eq!(request_id("[1]"), None);
+        assert_eq!(request_id("{"), None);
     }
 
     #[test]
