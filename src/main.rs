@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use multiparty_meeting::config::LogFormat;
 use multiparty_meeting::ids::NodeId;
 use multiparty_meeting::{server, Config};
 use tracing::{info, warn};
@@ -47,10 +48,13 @@ async fn main() -> anyhow::Result<()> {
         running.http_addr.port(),
         running.media_addrs
     );
-    println!(
-        "multiparty-meeting is up: open {scheme}://{host}:{}/my-room",
-        running.http_addr.port()
-    );
+    // For the person who ran the command; a JSON log stream stays JSON lines only.
+    if config.log_format == LogFormat::Text {
+        println!(
+            "multiparty-meeting is up: open {scheme}://{host}:{}/my-room",
+            running.http_addr.port()
+        );
+    }
     let mut signals = Signals::new()?;
     signals.next().await;
     info!("SIGTERM/SIGINT: draining (send it again to exit at once)");
