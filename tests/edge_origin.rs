@@ -40,7 +40,10 @@ async fn a_foreign_origin_gets_403_and_the_own_site_gets_in() {
             body.contains("evil.example") && body.contains("allowedOrigins"),
             "the refusal says why and how to allow it: {body}"
         ),
-        other => panic!("a foreign Origin must get 403, got {:?}", other.as_ref().err()),
+        other => panic!(
+            "a foreign Origin must get 403, got {:?}",
+            other.as_ref().err()
+        ),
     }
     assert_eq!(
         status(&ws(addr, "origins", &[("Origin", "null")]).await),
@@ -58,9 +61,13 @@ async fn a_foreign_origin_gets_403_and_the_own_site_gets_in() {
         .unwrap_or_else(|e| panic!("the page's own origin {own} is refused: {e:?}"));
     let joined = same.join("Alice").await;
     assert_eq!(joined["ok"], true, "{joined}");
-    let mut listed = ws(addr, "origins", &[("Origin", "https://intranet.example.org")])
-        .await
-        .expect("an allowedOrigins entry gets in");
+    let mut listed = ws(
+        addr,
+        "origins",
+        &[("Origin", "https://intranet.example.org")],
+    )
+    .await
+    .expect("an allowedOrigins entry gets in");
     assert_eq!(listed.join("Bob").await["ok"], true);
     let mut no_origin = ws(addr, "origins", &[])
         .await
@@ -142,15 +149,14 @@ async fn a_relayed_upgrade_needs_no_origin_but_a_valid_signature() {
         .await
         .expect("a signed relay upgrade gets in");
     assert_eq!(relayed.join("Relayed").await["ok"], true);
-    let forged = RelayAuth::new(Some("another-secret-another-secret-another"))
-        .sign(&claims(
-            &NodeId::from_raw("edge-1"),
-            &room,
-            "198.51.100.20".into(),
-            "https".into(),
-            "meet.example.org".into(),
-            None,
-        ));
+    let forged = RelayAuth::new(Some("another-secret-another-secret-another")).sign(&claims(
+        &NodeId::from_raw("edge-1"),
+        &room,
+        "198.51.100.20".into(),
+        "https".into(),
+        "meet.example.org".into(),
+        None,
+    ));
     assert_eq!(
         status(&ws(srv.http_addr, "relayed", &[(RELAY_HEADER, forged.as_str())]).await),
         403
@@ -176,9 +182,21 @@ async fn every_response_carries_the_security_headers() {
                 && !csp.contains("unsafe-inline"),
             "{path}: {csp}"
         );
-        assert_eq!(headers.get("x-content-type-options").map(String::as_str), Some("nosniff"), "{path}");
-        assert_eq!(headers.get("referrer-policy").map(String::as_str), Some("no-referrer"), "{path}");
-        assert_eq!(headers.get("x-frame-options").map(String::as_str), Some("SAMEORIGIN"), "{path}");
+        assert_eq!(
+            headers.get("x-content-type-options").map(String::as_str),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            headers.get("referrer-policy").map(String::as_str),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(
+            headers.get("x-frame-options").map(String::as_str),
+            Some("SAMEORIGIN"),
+            "{path}"
+        );
     }
     srv.stop().await;
 
@@ -190,7 +208,8 @@ async fn every_response_carries_the_security_headers() {
     .expect("server starts");
     let (_, headers, _) = http_get(srv.http_addr, "/standup", &[]).await;
     assert!(
-        headers["content-security-policy"].ends_with("frame-ancestors 'self' https://lms.example.org"),
+        headers["content-security-policy"]
+            .ends_with("frame-ancestors 'self' https://lms.example.org"),
         "{headers:?}"
     );
     assert!(
@@ -259,7 +278,10 @@ fn handler_attribute() -> impl Fn(&str) -> bool {
                     .iter()
                     .take_while(|b| b.is_ascii_lowercase())
                     .count();
-            if end > start && bytes.get(end) == Some(&b'=') && matches!(bytes.get(end + 1), Some(b'"') | Some(b'\'')) {
+            if end > start
+                && bytes.get(end) == Some(&b'=')
+                && matches!(bytes.get(end + 1), Some(b'"') | Some(b'\''))
+            {
                 return true;
             }
             i = start;

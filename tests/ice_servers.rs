@@ -30,8 +30,12 @@ async fn join_hands_out_static_servers_and_own_turn_credentials() {
     .await
     .expect("server starts");
     let base = format!("http://{}", srv.http_addr);
-    let alice = Client::connect(&base, "ice", "Alice").await.expect("Alice joins");
-    let bob = Client::connect(&base, "ice", "Bob").await.expect("Bob joins");
+    let alice = Client::connect(&base, "ice", "Alice")
+        .await
+        .expect("Alice joins");
+    let bob = Client::connect(&base, "ice", "Bob")
+        .await
+        .expect("Bob joins");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -39,12 +43,18 @@ async fn join_hands_out_static_servers_and_own_turn_credentials() {
     let mut credentials = Vec::new();
     for client in [&alice, &bob] {
         let servers = serde_json::to_value(&client.join_response().ice_servers).unwrap();
-        assert_eq!(servers[0]["urls"][0], "stun:stun.example.org:3478", "{servers}");
+        assert_eq!(
+            servers[0]["urls"][0], "stun:stun.example.org:3478",
+            "{servers}"
+        );
         assert!(servers[0].get("username").is_none(), "{servers}");
         assert_eq!(servers[1]["username"], "meet", "{servers}");
         assert_eq!(servers[1]["credential"], "fixed-password", "{servers}");
         let turn = &servers[2];
-        assert_eq!(turn["urls"][0], "turn:127.0.0.1:3478?transport=udp", "{servers}");
+        assert_eq!(
+            turn["urls"][0], "turn:127.0.0.1:3478?transport=udp",
+            "{servers}"
+        );
         let username = turn["username"].as_str().expect("a username");
         let (expiry, peer) = username.split_once(':').expect("expiry:peerId");
         assert_eq!(peer, client.peer_id(), "the username names the peer");
@@ -60,7 +70,10 @@ async fn join_hands_out_static_servers_and_own_turn_credentials() {
         );
         credentials.push(turn["credential"].clone());
     }
-    assert_ne!(credentials[0], credentials[1], "each participant has its own");
+    assert_ne!(
+        credentials[0], credentials[1],
+        "each participant has its own"
+    );
     srv.stop().await;
 }
 

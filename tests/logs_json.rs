@@ -73,7 +73,11 @@ async fn json_lines_name_the_node_and_who_a_line_concerns() {
         match ws(addr, "logged", &[("X-Forwarded-For", "203.0.113.77")]).await {
             Ok(c) => break c,
             Err(e) => {
-                assert!(Instant::now() < deadline, "server never answered: {e:?}\n{:?}", lines.lock().unwrap());
+                assert!(
+                    Instant::now() < deadline,
+                    "server never answered: {e:?}\n{:?}",
+                    lines.lock().unwrap()
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -106,17 +110,33 @@ async fn json_lines_name_the_node_and_who_a_line_concerns() {
     for message in ["joined", "peer gone"] {
         let line = find(message);
         assert_eq!(line["node"], "log-node-1", "{line}");
-        assert_eq!(line["client"], "203.0.113.77", "the trusted client address: {line}");
+        assert_eq!(
+            line["client"], "203.0.113.77",
+            "the trusted client address: {line}"
+        );
         assert_eq!(line["room"], "logged", "{line}");
         assert_eq!(line["peer"], peer_id.as_str(), "{line}");
     }
     let room_line = find("peer joined");
-    assert_eq!((room_line["room"].as_str(), room_line["peer"].as_str()), (Some("logged"), Some(peer_id.as_str())), "{room_line}");
+    assert_eq!(
+        (room_line["room"].as_str(), room_line["peer"].as_str()),
+        (Some("logged"), Some(peer_id.as_str())),
+        "{room_line}"
+    );
     let request = find("request");
     assert_eq!(request["client"], "203.0.113.77", "{request}");
-    for line in lines.lock().unwrap().iter().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    for line in lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         assert_eq!(v["node"], "log-node-1", "every line names the node: {line}");
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
     }
 }

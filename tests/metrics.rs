@@ -79,11 +79,17 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
     let metrics_addr = srv.metrics_addr.expect("a metrics listener");
     assert_ne!(metrics_addr.port(), srv.http_addr.port());
     let idle = scrape(metrics_addr).await;
-    assert_eq!(promtool_check(&idle), "", "promtool on an idle server:\n{idle}");
+    assert_eq!(
+        promtool_check(&idle),
+        "",
+        "promtool on an idle server:\n{idle}"
+    );
     assert_eq!(samples(&idle)["mm_rooms"], 0.0);
 
     let base = format!("http://{}", srv.http_addr);
-    let mut alice = Client::connect(&base, "measured", "Alice").await.expect("Alice joins");
+    let mut alice = Client::connect(&base, "measured", "Alice")
+        .await
+        .expect("Alice joins");
     alice
         .publish(PublishSpec {
             simulcast: true,
@@ -92,11 +98,12 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
         })
         .await
         .expect("Alice publishes audio and simulcast video");
-    let bob = Client::connect(&base, "measured", "Bob").await.expect("Bob joins");
+    let bob = Client::connect(&base, "measured", "Bob")
+        .await
+        .expect("Bob joins");
     // With keyframes only on request, Bob decodes video only after the server asked Alice.
     bob.wait_for(WAIT, "Bob receives Alice's audio and video", |c| {
-        c.iter().filter(|c| c.frames > 10).count() == 2
-            && c.iter().any(|c| c.kind == Kind::Video)
+        c.iter().filter(|c| c.frames > 10).count() == 2 && c.iter().any(|c| c.kind == Kind::Video)
     })
     .await
     .expect("media flows");
@@ -106,7 +113,11 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
     assert_eq!(refused.error.map(|e| e.code).as_deref(), Some("badRequest"));
 
     let text = scrape(metrics_addr).await;
-    assert_eq!(promtool_check(&text), "", "promtool on a running meeting:\n{text}");
+    assert_eq!(
+        promtool_check(&text),
+        "",
+        "promtool on a running meeting:\n{text}"
+    );
     let s = samples(&text);
     let node = format!(
         "mm_node_info{{node=\"{}\",version=\"{}\"}}",
@@ -131,15 +142,31 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
         assert!(s[name] > 0.0, "{name} counts the meeting: {text}");
     }
     assert!(s["mm_media_received_bytes_total"] > s["mm_media_received_packets_total"] * 10.0);
-    for name in ["mm_nacks_received_total", "mm_nacks_sent_total", "mm_plis_received_total"] {
+    for name in [
+        "mm_nacks_received_total",
+        "mm_nacks_sent_total",
+        "mm_plis_received_total",
+    ] {
         assert!(s.contains_key(name), "{name} is exposed: {text}");
     }
     assert_eq!(s["mm_join_duration_seconds_count"], 2.0, "{text}");
-    assert_eq!(s["mm_join_duration_seconds_bucket{le=\"+Inf\"}"], 2.0, "{text}");
+    assert_eq!(
+        s["mm_join_duration_seconds_bucket{le=\"+Inf\"}"], 2.0,
+        "{text}"
+    );
     assert!(s["mm_join_duration_seconds_sum"] > 0.0, "{text}");
-    assert_eq!(s["mm_signaling_errors_total{code=\"badRequest\"}"], 1.0, "{text}");
-    assert_eq!(s["mm_signaling_errors_total{code=\"rateLimited\"}"], 0.0, "{text}");
-    assert_eq!(s["mm_redis_errors_total{component=\"directory\"}"], 0.0, "{text}");
+    assert_eq!(
+        s["mm_signaling_errors_total{code=\"badRequest\"}"], 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        s["mm_signaling_errors_total{code=\"rateLimited\"}"], 0.0,
+        "{text}"
+    );
+    assert_eq!(
+        s["mm_redis_errors_total{component=\"directory\"}"], 0.0,
+        "{text}"
+    );
 
     // When Bob leaves, the gauges follow.
     bob.request("leave", json!({})).await.expect("Bob leaves");
@@ -164,7 +191,10 @@ async fn metrics_are_never_on_the_public_port() {
     let srv = server::start(Config::for_tests())
         .await
         .expect("server starts");
-    assert!(srv.metrics_addr.is_none(), "no listener without metricsListen");
+    assert!(
+        srv.metrics_addr.is_none(),
+        "no listener without metricsListen"
+    );
     let (status, _, body) = http_get(srv.http_addr, "/metrics", &[]).await;
     assert_eq!(status, 404, "/metrics on the public port: {body}");
     assert!(!body.contains("mm_rooms"));

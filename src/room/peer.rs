@@ -148,9 +148,7 @@ impl PeerActor {
 
     fn send(&self, msg: ServerMessage) {
         match &msg {
-            ServerMessage::Response {
-                error: Some(e), ..
-            }
+            ServerMessage::Response { error: Some(e), .. }
             | ServerMessage::Notification(Notification::Error(e)) => self.policy.refused(e.code),
             _ => {}
         }

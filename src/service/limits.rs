@@ -124,7 +124,11 @@ impl Limits {
     /// The limits of `config` (validated).
     pub fn new(config: &LimitsConfig) -> Arc<Self> {
         Arc::new(Self {
-            exempt: config.exempt_ips.iter().filter_map(|s| parse_net(s)).collect(),
+            exempt: config
+                .exempt_ips
+                .iter()
+                .filter_map(|s| parse_net(s))
+                .collect(),
             config: config.clone(),
             connections: Mutex::default(),
             joins: Mutex::default(),
@@ -287,7 +291,10 @@ mod tests {
         b.last = start;
         assert!((0..5).all(|_| b.take(start)));
         assert!(!b.take(start), "the burst is spent");
-        assert!(b.take(start + Duration::from_millis(100)), "one token per 100 ms");
+        assert!(
+            b.take(start + Duration::from_millis(100)),
+            "one token per 100 ms"
+        );
         assert!(!b.take(start + Duration::from_millis(150)));
         assert!(b.is_full(start + Duration::from_secs(10)));
     }
@@ -302,7 +309,11 @@ mod tests {
             LimitExceeded::ConnectionsPerIp(2)
         );
         assert_eq!(
-            limits.open_connection(ip("198.51.100.1")).unwrap_err().to_signal_error().code,
+            limits
+                .open_connection(ip("198.51.100.1"))
+                .unwrap_err()
+                .to_signal_error()
+                .code,
             ErrorCode::TooMany
         );
         // Another address, an exempt one, and an unknown one are not affected.

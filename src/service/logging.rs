@@ -127,7 +127,8 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::String(value.into()));
+        self.0
+            .insert(field.name().into(), Value::String(value.into()));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -194,7 +195,12 @@ mod tests {
             })
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("peer", client = "203.0.113.7", room = "standup", peer = tracing::field::Empty);
+            let span = tracing::info_span!(
+                "peer",
+                client = "203.0.113.7",
+                room = "standup",
+                peer = tracing::field::Empty
+            );
             let _in = span.enter();
             span.record("peer", "p-1");
             tracing::info!(peers = 2, "joined \"quoted\"");

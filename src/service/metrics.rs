@@ -124,30 +124,86 @@ pub async fn render(s: &Sources) -> String {
     );
     let gauges: [(&str, &str, usize); 6] = [
         ("mm_rooms", "Rooms open on this instance.", registry.rooms),
-        ("mm_peers", "Participants hosted on this instance.", registry.peers),
+        (
+            "mm_peers",
+            "Participants hosted on this instance.",
+            registry.peers,
+        ),
         (
             "mm_relayed_peers",
             "Participants this instance relays to the instance hosting their room.",
             s.relays.active(),
         ),
-        ("mm_transports", "WebRTC transports alive.", media.transports),
-        ("mm_producers", "Producers (tracks sent to the server).", media.producers),
-        ("mm_consumers", "Consumers (tracks sent by the server).", media.consumers),
+        (
+            "mm_transports",
+            "WebRTC transports alive.",
+            media.transports,
+        ),
+        (
+            "mm_producers",
+            "Producers (tracks sent to the server).",
+            media.producers,
+        ),
+        (
+            "mm_consumers",
+            "Consumers (tracks sent by the server).",
+            media.consumers,
+        ),
     ];
     for (name, help, value) in gauges {
         out.metric(name, "gauge", help, &[("", value as f64)]);
     }
     let counters: [(&str, &str, u64); 10] = [
-        ("mm_media_received_bytes_total", "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.", media.bytes_in),
-        ("mm_media_sent_bytes_total", "Bytes of the datagrams (and ICE-TCP frames) sent from the media ports.", media.bytes_out),
-        ("mm_media_received_packets_total", "Datagrams (and ICE-TCP frames) received on the media ports: RTP, RTCP, STUN, DTLS.", media.datagrams_in),
-        ("mm_media_sent_packets_total", "Datagrams (and ICE-TCP frames) sent from the media ports: RTP, RTCP, STUN, DTLS.", media.datagrams_out),
-        ("mm_forwarded_frames_total", "Media frames written to consumers.", media.frames_forwarded),
-        ("mm_nacks_received_total", "NACKs (retransmission requests) received from subscribers.", media.nacks_received),
-        ("mm_nacks_sent_total", "NACKs sent to publishers.", media.nacks_sent),
-        ("mm_plis_received_total", "Keyframe requests (PLI or FIR) received from subscribers.", media.plis_received),
-        ("mm_plis_sent_total", "Keyframe requests (PLI) sent to publishers, after throttling.", media.plis_sent),
-        ("mm_simulcast_layer_switches_total", "Times the simulcast layer forwarded to a consumer changed.", media.layer_switches),
+        (
+            "mm_media_received_bytes_total",
+            "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.",
+            media.bytes_in,
+        ),
+        (
+            "mm_media_sent_bytes_total",
+            "Bytes of the datagrams (and ICE-TCP frames) sent from the media ports.",
+            media.bytes_out,
+        ),
+        (
+            "mm_media_received_packets_total",
+            "Datagrams (and ICE-TCP frames) received on the media ports: RTP, RTCP, STUN, DTLS.",
+            media.datagrams_in,
+        ),
+        (
+            "mm_media_sent_packets_total",
+            "Datagrams (and ICE-TCP frames) sent from the media ports: RTP, RTCP, STUN, DTLS.",
+            media.datagrams_out,
+        ),
+        (
+            "mm_forwarded_frames_total",
+            "Media frames written to consumers.",
+            media.frames_forwarded,
+        ),
+        (
+            "mm_nacks_received_total",
+            "NACKs (retransmission requests) received from subscribers.",
+            media.nacks_received,
+        ),
+        (
+            "mm_nacks_sent_total",
+            "NACKs sent to publishers.",
+            media.nacks_sent,
+        ),
+        (
+            "mm_plis_received_total",
+            "Keyframe requests (PLI or FIR) received from subscribers.",
+            media.plis_received,
+        ),
+        (
+            "mm_plis_sent_total",
+            "Keyframe requests (PLI) sent to publishers, after throttling.",
+            media.plis_sent,
+        ),
+        (
+            "mm_simulcast_layer_switches_total",
+            "Times the simulcast layer forwarded to a consumer changed.",
+            media.layer_switches,
+        ),
     ];
     for (name, help, value) in counters {
         out.metric(name, "counter", help, &[("", value as f64)]);
@@ -318,11 +374,27 @@ mod tests {
         m.join(Duration::from_secs(60));
         let mut out = Exposition::default();
         out.histogram("h", "help", &m.join_buckets, 1.5);
-        assert!(out.text.contains("h_bucket{le=\"0.01\"} 1\n"), "{}", out.text);
-        assert!(out.text.contains("h_bucket{le=\"0.25\"} 1\n"), "{}", out.text);
-        assert!(out.text.contains("h_bucket{le=\"0.5\"} 2\n"), "{}", out.text);
+        assert!(
+            out.text.contains("h_bucket{le=\"0.01\"} 1\n"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("h_bucket{le=\"0.25\"} 1\n"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("h_bucket{le=\"0.5\"} 2\n"),
+            "{}",
+            out.text
+        );
         assert!(out.text.contains("h_bucket{le=\"10\"} 2\n"), "{}", out.text);
-        assert!(out.text.contains("h_bucket{le=\"+Inf\"} 3\n"), "{}", out.text);
+        assert!(
+            out.text.contains("h_bucket{le=\"+Inf\"} 3\n"),
+            "{}",
+            out.text
+        );
         assert!(out.text.contains("h_count 3\n"), "{}", out.text);
     }
 

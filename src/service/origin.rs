@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(policy.check(None, &c), Ok(()));
         assert_eq!(policy.check(Some("https://meet.example.org"), &c), Ok(()));
         assert_eq!(policy.check(Some("https://MEET.example.org"), &c), Ok(()));
-        assert_eq!(policy.check(Some("https://intranet.example.org"), &c), Ok(()));
+        assert_eq!(
+            policy.check(Some("https://intranet.example.org"), &c),
+            Ok(())
+        );
         assert_eq!(
             policy.check(Some("http://127.0.0.1:3000"), &client("127.0.0.1:3000")),
             Ok(())
@@ -190,7 +193,10 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            policy.check(Some("https://meet.example.org"), &client("meet.example.org:443")),
+            policy.check(
+                Some("https://meet.example.org"),
+                &client("meet.example.org:443")
+            ),
             Ok(())
         );
     }
@@ -226,7 +232,12 @@ mod tests {
     fn framing_follows_frame_ancestors() {
         let mut h = HeaderMap::new();
         SecurityHeaders::new(&[]).apply(&mut h);
-        let csp = h.get("content-security-policy").unwrap().to_str().unwrap().to_string();
+        let csp = h
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(csp.contains("frame-ancestors 'self'") && csp.contains("script-src 'self';"));
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(h.get("x-frame-options").unwrap(), "SAMEORIGIN");
@@ -234,7 +245,9 @@ mod tests {
         assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
         let mut h = HeaderMap::new();
         SecurityHeaders::new(&["https://lms.example.org".into()]).apply(&mut h);
-        assert!(h.get("content-security-policy").unwrap()
+        assert!(h
+            .get("content-security-policy")
+            .unwrap()
             .to_str()
             .unwrap()
             .ends_with("frame-ancestors 'self' https://lms.example.org"));

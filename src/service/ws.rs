@@ -49,7 +49,10 @@ pub async fn connect(
                 actix_web::error::ErrorForbidden(e.to_string())
             })?;
         // The host counts the participant under the address the edge believed.
-        let slot = match state.limits.open_connection(claims.ip.parse::<IpAddr>().ok()) {
+        let slot = match state
+            .limits
+            .open_connection(claims.ip.parse::<IpAddr>().ok())
+        {
             Ok(slot) => slot,
             Err(refused) => return refuse(&req, body, &state, refused.to_signal_error()),
         };
@@ -74,10 +77,7 @@ pub async fn connect(
                 .body(format!("{refused}\n")));
         }
     }
-    let slot = match state
-        .limits
-        .open_connection(client.as_ref().map(|c| c.ip))
-    {
+    let slot = match state.limits.open_connection(client.as_ref().map(|c| c.ip)) {
         Ok(slot) => slot,
         Err(refused) => {
             info!(client = ?client.as_ref().map(|c| c.ip), %room, "WebSocket refused: {refused}");

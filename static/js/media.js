@@ -1,5 +1,7 @@
 // Owns the WebRTC side: local capture, the send transport (client offers + publish) and the recv transport (server offers).
 
+import { createPeerConnection } from './ice.js';
+
 /** Simulcast layers for the camera, lowest first (protocol.md: rid l, m, h). */
 export const WEBCAM_ENCODINGS = [
   { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150000 },
@@ -96,7 +98,7 @@ function watchFailure(pc, label, onFailed) {
 export class SendTransport {
   constructor({ iceServers = [], request, onFailed }) {
     this.request = request;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = createPeerConnection(iceServers, 'send');
     this.producers = new Map();
     this.screenTransceiver = null; // kept for reuse after a share stops
     this.queue = new Queue();
@@ -208,7 +210,7 @@ export class SendTransport {
 export class RecvTransport {
   constructor({ iceServers = [], request, onFailed, onConsumerAdded, onConsumerRemoved }) {
     this.request = request;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = createPeerConnection(iceServers, 'recv');
     this.consumers = new Map();
     this.queue = new Queue();
     this.closed = false;

@@ -83,7 +83,9 @@ class LineLog {
  * clients can reconnect to the same address) and a random 200-port RTC window.
  */
 export class ServerProcess {
-  constructor() {
+  /** env: extra MM_* configuration for this server (e.g. MM_MAX_USERS_PER_ROOM). */
+  constructor({ env = {} } = {}) {
+    this.extraEnv = env;
     this.port = 0;
     this.rtcMin = 40000 + Math.floor(Math.random() * 49) * 200; // 40000..49600, window of 200 inside 40000-49999
     this.rtcMax = this.rtcMin + 199;
@@ -113,6 +115,7 @@ export class ServerProcess {
       MM_DRAIN_TIMEOUT: '2000',
       RUST_LOG: process.env.RUST_LOG || 'info',
       NO_COLOR: '1',
+      ...this.extraEnv,
     };
     this.log.write(`--- starting ${SERVER_BIN} (http ${this.port}, rtc ${this.rtcMin}-${this.rtcMax})\n`);
     // Own process group, so that stop()/kill() also reach anything the binary spawned.

@@ -94,8 +94,10 @@ impl Ws {
     pub async fn send_request(&mut self, method: &str, data: Value) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_text(json!({"type": "request", "id": id, "method": method, "data": data}).to_string())
-            .await;
+        self.send_text(
+            json!({"type": "request", "id": id, "method": method, "data": data}).to_string(),
+        )
+        .await;
         id
     }
 
@@ -138,6 +140,22 @@ impl Ws {
                 return v;
             }
         }
+    }
+
+    /// The responses to every request of `ids`, in whatever order they arrive (a refused
+    /// request may be answered before an earlier one that is processed), skipping
+    /// notifications.
+    pub async fn responses(&mut self, ids: &[u64]) -> HashMap<u64, Value> {
+        let mut got = HashMap::new();
+        while got.len() < ids.len() {
+            let v = self.next_json().await;
+            if let (Some("response"), Some(id)) = (v["type"].as_str(), v["id"].as_u64()) {
+                if ids.contains(&id) {
+                    assert!(got.insert(id, v).is_none(), "request {id} answered twice");
+                }
+            }
+        }
+        got
     }
 
     /// `welcome`, then `join`; returns the join response (ok or not).
