@@ -263,19 +263,17 @@ pub fn parse_request(
     Ok((id, request))
 }
 
-/// The `id` of a request frame, read without looking at the rest (its `data` is skipped, not
-/// built): for answering a frame the server will not process, e.g. over the rate limit.
+/// The `id` of a request frame, read as [`parse_request`] reads it (the last `"id"` key of a
+/// JSON object, when it is an integer), for answering a frame the server will not process
+/// (over the rate limit) with the id the client is waiting for.
 pub fn request_id(text: &str) -> Option<RequestId> {
-    #[derive(Deserialize)]
-    struct IdOnly {
-        id: Option<serde_json::Value>,
-    }
-    // A struct also deserializes from a JSON array; only an object is a request.
-    if !text.trim_start().starts_with('{') {
+    if text.len() > MAX_MESSAGE_BYTES {
         return None;
     }
-    let frame: IdOnly = serde_json::from_str(text).ok()?;
-    frame.id?.as_u64()
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(obj)) => obj.get("id").and_then(Value::as_u64),
+        _ => None,
+    }
 }
 
 /// Every notification the server sends.
@@ -550,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn the_id_is_read_without_the_data() {
+    fn the_id_is_read_as_the_parser_reads_it() {
         assert_eq!(
             request_id(r#"{"type":"request","id":41,"method":"publish","data":{"sdp":"v=0"}}"#),
             Some(41)
@@ -558,6 +556,7 @@ mod tests {
         assert_eq!(request_id(r#"{"data":[1,2,{"x":null}],"id":7}"#), Some(7));
         assert_eq!(request_id(r#"{"id":"7"}"#), None);
         assert_eq!(request_id("[1]"), None);
+        assert_eq!(request_id(r#"{"id":1,"id":2}"#), Some(2), "the last key, as parse_request");
         assert_eq!(request_id("{"), None);
     }
 
