@@ -30,10 +30,39 @@ const METHODS: &[&str] = &[
 ];
 
 const WORDS: &[&str] = &[
-    "{", "}", "[", "]", ":", ",", "\"", "null", "true", "false", "0", "-1", "1e400", "\\u0000",
-    "\\ud800", "\"id\"", "\"type\"", "\"request\"", "\"method\"", "\"data\"", "\"sdp\"",
-    "\"displayName\"", "\"protocolVersion\"", "\"producers\"", "\"mid\"", "\"kind\"",
-    "\"source\"", "\"producerId\"", "\"consumerId\"", "\"width\"", "\"height\"", "é", "🎥",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "\"",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1e400",
+    "\\u0000",
+    "\\ud800",
+    "\"id\"",
+    "\"type\"",
+    "\"request\"",
+    "\"method\"",
+    "\"data\"",
+    "\"sdp\"",
+    "\"displayName\"",
+    "\"protocolVersion\"",
+    "\"producers\"",
+    "\"mid\"",
+    "\"kind\"",
+    "\"source\"",
+    "\"producerId\"",
+    "\"consumerId\"",
+    "\"width\"",
+    "\"height\"",
+    "é",
+    "🎥",
 ];
 
 const KEYS: &[&str] = &[
@@ -55,7 +84,12 @@ const KEYS: &[&str] = &[
 fn corpus() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_request");
     let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the corpus {} is part of the repository: {e}", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "the corpus {} is part of the repository: {e}",
+                dir.display()
+            )
+        })
         .map(|e| {
             let path = e.expect("entry").path();
             let text = std::fs::read(&path).expect("readable");
@@ -86,7 +120,11 @@ fn value(rng: &mut StdRng, depth: u32) -> Value {
                 .collect(),
             _ => "x".repeat(rng.gen_range(60..200)),
         }),
-        6 => Value::Array((0..rng.gen_range(0..4)).map(|_| value(rng, depth - 1)).collect()),
+        6 => Value::Array(
+            (0..rng.gen_range(0..4))
+                .map(|_| value(rng, depth - 1))
+                .collect(),
+        ),
         _ => {
             let mut m = Map::new();
             for _ in 0..rng.gen_range(0..5) {
@@ -148,9 +186,13 @@ fn mutate(rng: &mut StdRng, text: &str, other: &str) -> String {
             0 if at < chars.len() => {
                 chars.remove(at);
             }
-            1 => chars.splice(at..at, WORDS[rng.gen_range(0..WORDS.len())].chars()).for_each(drop),
+            1 => chars
+                .splice(at..at, WORDS[rng.gen_range(0..WORDS.len())].chars())
+                .for_each(drop),
             2 => chars.truncate(at),
-            3 if at < chars.len() => chars[at] = char::from_u32(rng.gen_range(0..0x80)).unwrap_or(' '),
+            3 if at < chars.len() => {
+                chars[at] = char::from_u32(rng.gen_range(0..0x80)).unwrap_or(' ')
+            }
             _ => {
                 let tail: Vec<char> = other.chars().skip(at % (other.len() + 1)).collect();
                 chars.truncate(at);

@@ -556,7 +556,11 @@ mod tests {
         assert_eq!(request_id(r#"{"data":[1,2,{"x":null}],"id":7}"#), Some(7));
         assert_eq!(request_id(r#"{"id":"7"}"#), None);
         assert_eq!(request_id("[1]"), None);
-        assert_eq!(request_id(r#"{"id":1,"id":2}"#), Some(2), "the last key, as parse_request");
+        assert_eq!(
+            request_id(r#"{"id":1,"id":2}"#),
+            Some(2),
+            "the last key, as parse_request"
+        );
         assert_eq!(request_id("{"), None);
     }
 
