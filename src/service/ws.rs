@@ -68,14 +68,16 @@ pub async fn connect(
         .headers()
         .get(actix_web::http::header::ORIGIN)
         .map(|v| v.to_str().unwrap_or("(not text)"));
-    if let Some(client) = &client {
-        if let Err(refused) = state.origins.check(page, client) {
-            state.metrics.origin_refused();
-            warn!(client = %client.ip, %room, "WebSocket refused: {refused}");
-            return Ok(HttpResponse::Forbidden()
-                .content_type("text/plain; charset=utf-8")
-                .body(format!("{refused}\n")));
-        }
+    // The middleware resolved the client; should it not have, resolve it here (fail closed).
+    let checked = client
+        .clone()
+        .unwrap_or_else(|| super::proxy::client_info(&req, &state.trusted));
+    if let Err(refused) = state.origins.check(page, &checked) {
+        state.metrics.origin_refused();
+        warn!(client = %checked.ip, %room, "WebSocket refused: {refused}");
+        return Ok(HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{refused}\n")));
     }
     let slot = match state.limits.open_connection(client.as_ref().map(|c| c.ip)) {
         Ok(slot) => slot,
