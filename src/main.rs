@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use multiparty_meeting::config::LogFormat;
+use multiparty_meeting::ids::NodeId;
 use multiparty_meeting::{server, Config};
 use tracing::{info, warn};
 
@@ -20,14 +22,14 @@ struct Args {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,str0m=warn".into()),
-        )
-        .init();
-    let config =
+    let mut config =
         Config::load(args.config.as_deref(), std::env::vars()).context("configuration refused")?;
+    // The node id is fixed before logging starts, so that every line names it.
+    let node = config
+        .node_id
+        .get_or_insert_with(|| NodeId::random().to_string())
+        .clone();
+    server::logging::init(config.log_format, &node).context("setting up logging")?;
     if config.announced_ip.is_none() {
         warn!(
             "announcedIp is not set: media is announced on 127.0.0.1, so only browsers on this \
@@ -46,10 +48,13 @@ async fn main() -> anyhow::Result<()> {
         running.http_addr.port(),
         running.media_addrs
     );
-    println!(
-        "multiparty-meeting is up: open {scheme}://{host}:{}/my-room",
-        running.http_addr.port()
-    );
+    // For the person who ran the command; a JSON log stream stays JSON lines only.
+    if config.log_format == LogFormat::Text {
+        println!(
+            "multiparty-meeting is up: open {scheme}://{host}:{}/my-room",
+            running.http_addr.port()
+        );
+    }
     let mut signals = Signals::new()?;
     signals.next().await;
     info!("SIGTERM/SIGINT: draining (send it again to exit at once)");

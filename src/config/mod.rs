@@ -95,6 +95,25 @@ pub struct Config {
     pub permissions: PermissionMap,
     /// Permissions anyone may use while no participant holding them is in the room.
     pub allow_when_role_missing: Vec<Permission>,
+    /// Origins, besides the page's own, whose pages may open the signaling WebSocket
+    /// (`https://intranet.example.org`): pages that embed a client of their own.
+    pub allowed_origins: Vec<String>,
+    /// Origins, besides the server's own, that may show the web client in a frame
+    /// (CSP `frame-ancestors`); empty = only pages of this server.
+    pub frame_ancestors: Vec<String>,
+    /// STUN/TURN servers handed to every client as they are (`join` response).
+    pub ice_servers: Vec<IceServerConfig>,
+    /// TURN servers sharing a secret with this server (coturn `use-auth-secret`): each client
+    /// gets credentials of its own, valid for `ttl` seconds.
+    pub turn: TurnConfig,
+    /// Limits against abuse: signaling rate, connections and joins per client address,
+    /// peers and rooms per instance.
+    pub limits: LimitsConfig,
+    /// `address:port` of a separate HTTP listener serving Prometheus `/metrics`; unset = no
+    /// metrics. Never the public port.
+    pub metrics_listen: Option<String>,
+    /// `text` (for people) or `json` (one object per line, for log collectors).
+    pub log_format: LogFormat,
 }
 
 /// `[permissions]`: the roles holding each permission. Keys left out keep their default,
@@ -197,6 +216,13 @@ impl Default for Config {
             max_chat_message_length: 2000,
             permissions: PermissionMap::default(),
             allow_when_role_missing: vec![Permission::ChangeRoomLock],
+            allowed_origins: Vec::new(),
+            frame_ancestors: Vec::new(),
+            ice_servers: Vec::new(),
+            turn: TurnConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics_listen: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -209,6 +235,106 @@ pub struct TlsConfig {
     pub cert: Option<String>,
     /// PEM private key.
     pub key: Option<String>,
+}
+
+/// One entry of `iceServers`: a bare URL (`"stun:stun.example.org:3478"`, no credentials) or
+/// a table with `urls`, `username` and `credential` (a TURN server with fixed credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IceServerConfig {
+    /// A server without credentials (STUN).
+    Url(String),
+    /// A server as `RTCIceServer` takes it.
+    Server {
+        /// `stun:`, `turn:` or `turns:` URLs.
+        urls: Vec<String>,
+        /// TURN username.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        /// TURN password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+    },
+}
+
+impl IceServerConfig {
+    /// Its URLs.
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            IceServerConfig::Url(url) => vec![url.clone()],
+            IceServerConfig::Server { urls, .. } => urls.clone(),
+        }
+    }
+}
+
+/// `[turn]`: coturn's REST-API shared-secret scheme (`use-auth-secret` +
+/// `static-auth-secret`). Each client gets username `expiry:peerId` and credential
+/// base64(HMAC-SHA1(secret, username)), which coturn checks without asking us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:`/`turns:` URLs of the TURN servers sharing the secret.
+    pub urls: Vec<String>,
+    /// coturn's `static-auth-secret`; unset = no TURN credentials are made.
+    pub secret: Option<String>,
+    /// Seconds a credential stays valid; longer than the longest meeting, since coturn
+    /// refuses to refresh an allocation once its credential expired.
+    pub ttl: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            ttl: 86_400,
+        }
+    }
+}
+
+/// `[limits]`: each limit refuses the excess with a typed error (`rateLimited` or `tooMany`)
+/// and leaves everyone else alone. 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Signaling messages per second one connection may send, on average.
+    pub signaling_rate: u32,
+    /// Messages one connection may send at once above that rate.
+    pub signaling_burst: u32,
+    /// WebSocket connections open at once from one client address.
+    pub connections_per_ip: u32,
+    /// Joins per minute from one client address.
+    pub joins_per_ip_per_minute: u32,
+    /// Participants this instance hosts at once.
+    pub max_peers: u32,
+    /// Rooms open on this instance at once.
+    pub max_rooms: u32,
+    /// Client addresses (or CIDRs) the per-address limits do not apply to.
+    pub exempt_ips: Vec<String>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            signaling_rate: 50,
+            signaling_burst: 200,
+            connections_per_ip: 200,
+            joins_per_ip_per_minute: 120,
+            max_peers: 0,
+            max_rooms: 0,
+            exempt_ips: vec!["127.0.0.0/8".into(), "::1".into()],
+        }
+    }
+}
+
+/// `logFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The secret of the example file and documentation; refused outside development.
@@ -552,6 +678,7 @@ impl Config {
                 fix: "use the default 20000",
             });
         }
+        self.validate_edge()?;
         if self.initial_available_outgoing_bitrate < 30_000 {
             return Err(ConfigError::Invalid {
                 key: "initialAvailableOutgoingBitrate",
@@ -561,6 +688,150 @@ impl Config {
                 ),
                 fix: "use at least 100000 (default 1000000)",
             });
+        }
+        Ok(())
+    }
+
+    /// Checks the keys of the operator's edge: origins, framing, ICE/TURN, limits, metrics.
+    fn validate_edge(&self) -> Result<(), ConfigError> {
+        for origin in &self.allowed_origins {
+            if normalize_origin(origin).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "allowedOrigins",
+                    problem: format!("'{origin}' is not an origin"),
+                    fix: "list origins as scheme, host and port without a path, like \"https://intranet.example.org\" or \"http://localhost:8080\"",
+                });
+            }
+        }
+        for origin in &self.frame_ancestors {
+            let host = origin
+                .strip_prefix("https://*.")
+                .or(origin.strip_prefix("http://*."));
+            let valid = match host {
+                Some(rest) => normalize_origin(&format!("https://{rest}")).is_some(),
+                None => normalize_origin(origin).is_some(),
+            };
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    key: "frameAncestors",
+                    problem: format!("'{origin}' is not an origin"),
+                    fix: "list the sites that may embed the meeting page, like \"https://lms.example.org\" or \"https://*.example.org\"",
+                });
+            }
+        }
+        for server in &self.ice_servers {
+            let urls = server.urls();
+            if urls.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "iceServers",
+                    problem: "an entry without URLs".into(),
+                    fix: "give every entry urls = [\"stun:host:3478\"] or [\"turn:host:3478\"]",
+                });
+            }
+            for url in &urls {
+                if !["stun:", "stuns:", "turn:", "turns:"]
+                    .iter()
+                    .any(|p| url.starts_with(p) && url.len() > p.len())
+                {
+                    return Err(ConfigError::Invalid {
+                        key: "iceServers",
+                        problem: format!("'{url}' is not a stun:, stuns:, turn: or turns: URL"),
+                        fix: "write URLs like \"stun:stun.example.org:3478\" or \"turn:turn.example.org:3478?transport=udp\"",
+                    });
+                }
+            }
+            let has_credentials = matches!(
+                server,
+                IceServerConfig::Server {
+                    username: Some(_),
+                    credential: Some(_),
+                    ..
+                }
+            );
+            if urls.iter().any(|u| u.starts_with("turn")) && !has_credentials {
+                // Browsers refuse the whole RTCPeerConnection configuration otherwise.
+                return Err(ConfigError::Invalid {
+                    key: "iceServers",
+                    problem: "a turn: URL without username and credential".into(),
+                    fix: "add username and credential to that entry, or configure [turn] with the server's shared secret",
+                });
+            }
+        }
+        match (&self.turn.secret, self.turn.urls.is_empty()) {
+            (Some(secret), _) if secret.trim().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    key: "turn.secret",
+                    problem: "an empty secret".into(),
+                    fix: "set it to coturn's static-auth-secret, or remove the key",
+                })
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::Invalid {
+                    key: "turn.urls",
+                    problem: "turn.secret is set but no TURN server is listed".into(),
+                    fix: "list the servers, e.g. urls = [\"turn:turn.example.org:3478\"]",
+                })
+            }
+            (None, false) => {
+                return Err(ConfigError::Invalid {
+                    key: "turn.secret",
+                    problem: "turn.urls is set but not the secret credentials are made with".into(),
+                    fix: "set turn.secret to coturn's static-auth-secret (or MM_TURN_SECRET); for a TURN server with fixed credentials use iceServers",
+                })
+            }
+            _ => {}
+        }
+        for url in &self.turn.urls {
+            if !(url.starts_with("turn:") || url.starts_with("turns:")) || url.len() < 7 {
+                return Err(ConfigError::Invalid {
+                    key: "turn.urls",
+                    problem: format!("'{url}' is not a turn: or turns: URL"),
+                    fix: "write URLs like \"turn:turn.example.org:3478\" or \"turns:turn.example.org:443?transport=tcp\"",
+                });
+            }
+        }
+        if self.turn.ttl < 60 {
+            return Err(ConfigError::Invalid {
+                key: "turn.ttl",
+                problem: format!("{} s is shorter than a join", self.turn.ttl),
+                fix: "use more than the longest meeting, e.g. 86400 (the default, one day)",
+            });
+        }
+        if self.limits.signaling_rate > 0 && self.limits.signaling_burst == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.signalingBurst",
+                problem: "0 refuses every message".into(),
+                fix: "use at least 1 (default 200), or limits.signalingRate = 0 for no limit",
+            });
+        }
+        for entry in &self.limits.exempt_ips {
+            if parse_net(entry).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "limits.exemptIps",
+                    problem: format!("'{entry}' is neither an IP address nor a CIDR"),
+                    fix: "list addresses like \"10.0.0.5\" or networks like \"10.0.0.0/8\"",
+                });
+            }
+        }
+        if let Some(listen) = &self.metrics_listen {
+            let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+                return Err(ConfigError::Invalid {
+                    key: "metricsListen",
+                    problem: format!("'{listen}' is not address:port"),
+                    fix: "use an address and port such as \"127.0.0.1:9400\" (or \"[::1]:9400\"), or remove the key",
+                });
+            };
+            if addr.port() != 0 && addr.port() == self.listening_port {
+                return Err(ConfigError::Invalid {
+                    key: "metricsListen",
+                    problem: format!(
+                        "port {} is listeningPort: metrics would be public",
+                        addr.port()
+                    ),
+                    fix:
+                        "use a port of its own, reachable only by Prometheus (e.g. 127.0.0.1:9400)",
+                });
+            }
         }
         Ok(())
     }
@@ -637,6 +908,46 @@ pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// `https://Meet.Example.org:443/` -> `https://meet.example.org`: the serialization browsers
+/// send in `Origin` (lowercase scheme and host, no default port, no path). `None` for anything
+/// but an http(s) origin.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().trim_end_matches('/');
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    let rest = rest.to_ascii_lowercase();
+    if rest.is_empty()
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+    {
+        return None;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p))
+            if !h.is_empty()
+                && !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            (h.to_string(), Some(p.to_string()))
+        }
+        _ => (rest.clone(), None),
+    };
+    if host.is_empty() || host.starts_with(':') {
+        return None;
+    }
+    Some(match port {
+        Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
 }
 
 /// A secret that would make cookies forgeable: short, repetitive or published.
@@ -1067,16 +1378,27 @@ mod tests {
             "cookieSecret",
             "tls.cert",
             "tls.key",
+            "metricsListen",
+            "turn.secret",
         ];
-        for key in defaults
-            .iter()
-            .filter(|(_, v)| !v.is_table())
-            .map(|(k, _)| k.as_str())
-            .chain(optional)
-        {
-            let key = key.rsplit('.').next().unwrap_or(key);
+        let mut keys: Vec<String> = optional.iter().map(|k| k.to_string()).collect();
+        for (key, value) in &defaults {
+            match value.as_table() {
+                // A section: each of its keys, and its header.
+                Some(section) => {
+                    assert!(
+                        text.contains(&format!("[{key}]")),
+                        "config.example.toml lacks [{key}]"
+                    );
+                    keys.extend(section.keys().map(|k| format!("{key}.{k}")));
+                }
+                None => keys.push(key.clone()),
+            }
+        }
+        for key in keys {
+            let leaf = key.rsplit('.').next().unwrap_or(&key);
             assert!(
-                text.contains(&format!("{key} =")),
+                text.contains(&format!("{leaf} =")),
                 "config.example.toml lacks `{key}`"
             );
         }
@@ -1093,6 +1415,111 @@ mod tests {
                 "config.example.toml lacks permission `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn edge_keys_are_checked() {
+        let e = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        let err = e(&[("MM_ALLOWED_ORIGINS", "intranet.example.org")]);
+        assert!(
+            err.contains("`allowedOrigins`") && err.contains("Fix:"),
+            "{err}"
+        );
+        let err = e(&[("MM_ALLOWED_ORIGINS", "https://a.example/path")]);
+        assert!(err.contains("`allowedOrigins`"), "{err}");
+        let err = e(&[("MM_FRAME_ANCESTORS", "*")]);
+        assert!(err.contains("`frameAncestors`"), "{err}");
+        let err = e(&[("MM_ICE_SERVERS", "turn:turn.example.org:3478")]);
+        assert!(
+            err.contains("`iceServers`") && err.contains("username and credential"),
+            "{err}"
+        );
+        let err = e(&[("MM_ICE_SERVERS", "http://stun.example.org")]);
+        assert!(err.contains("`iceServers`"), "{err}");
+        let err = e(&[("MM_TURN_URLS", "turn:127.0.0.1:3478")]);
+        assert!(err.contains("`turn.secret`"), "{err}");
+        let err = e(&[("MM_TURN_SECRET", "s3cret")]);
+        assert!(err.contains("`turn.urls`"), "{err}");
+        let err = e(&[
+            ("MM_TURN_SECRET", "s3cret"),
+            ("MM_TURN_URLS", "stun:127.0.0.1:3478"),
+        ]);
+        assert!(err.contains("`turn.urls`"), "{err}");
+        let err = e(&[
+            ("MM_TURN_SECRET", "s3cret"),
+            ("MM_TURN_URLS", "turn:127.0.0.1:3478"),
+            ("MM_TURN_TTL", "5"),
+        ]);
+        assert!(err.contains("`turn.ttl`"), "{err}");
+        let err = e(&[("MM_LIMITS_SIGNALING_BURST", "0")]);
+        assert!(err.contains("`limits.signalingBurst`"), "{err}");
+        let err = e(&[("MM_LIMITS_EXEMPT_IPS", "localhost")]);
+        assert!(err.contains("`limits.exemptIps`"), "{err}");
+        let err = e(&[("MM_METRICS_LISTEN", "9400")]);
+        assert!(err.contains("`metricsListen`"), "{err}");
+        let err = e(&[("MM_METRICS_LISTEN", "127.0.0.1:3000")]);
+        assert!(
+            err.contains("`metricsListen`") && err.contains("public"),
+            "{err}"
+        );
+        let err = e(&[("MM_LOG_FORMAT", "xml")]);
+        assert!(err.contains("logFormat") && err.contains("json"), "{err}");
+
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "MM_ALLOWED_ORIGINS",
+                    "https://Intranet.Example.org:443/, http://localhost:8080",
+                ),
+                ("MM_ICE_SERVERS", "stun:stun.example.org:3478"),
+                ("MM_TURN_URLS", "turn:127.0.0.1:3478?transport=udp"),
+                ("MM_TURN_SECRET", "s3cret-s3cret"),
+                ("MM_LIMITS_MAX_PEERS", "40"),
+                ("MM_METRICS_LISTEN", "127.0.0.1:9400"),
+                ("MM_LOG_FORMAT", "json"),
+            ]),
+        )
+        .expect("valid edge keys load");
+        assert_eq!(c.allowed_origins.len(), 2);
+        assert_eq!(
+            c.ice_servers,
+            vec![IceServerConfig::Url("stun:stun.example.org:3478".into())]
+        );
+        assert_eq!(c.turn.secret.as_deref(), Some("s3cret-s3cret"));
+        assert_eq!(c.limits.max_peers, 40);
+        assert_eq!(c.log_format, LogFormat::Json);
+
+        let mut f = tempfile();
+        writeln!(
+            f.1,
+            "iceServers = [\"stun:a.example:3478\", {{ urls = [\"turn:b.example:3478\"], username = \"u\", credential = \"p\" }}]\nframeAncestors = [\"https://*.example.org\"]\n[turn]\nurls = [\"turns:t.example:5349\"]\nsecret = \"x-secret\"\nttl = 3600"
+        )
+        .unwrap();
+        let c = Config::load(Some(&f.0), env(&[])).expect("tables of iceServers load");
+        let _ = std::fs::remove_file(&f.0);
+        assert_eq!(c.ice_servers.len(), 2);
+        assert_eq!(c.turn.ttl, 3600);
+    }
+
+    #[test]
+    fn origins_normalize_as_browsers_send_them() {
+        assert_eq!(
+            normalize_origin("HTTPS://Meet.Example.org:443/").as_deref(),
+            Some("https://meet.example.org")
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:3000").as_deref(),
+            Some("http://127.0.0.1:3000")
+        );
+        assert_eq!(
+            normalize_origin("http://[::1]:80").as_deref(),
+            Some("http://[::1]")
+        );
+        assert_eq!(normalize_origin("null"), None);
+        assert_eq!(normalize_origin("ftp://x"), None);
+        assert_eq!(normalize_origin("https://a.example/room"), None);
+        assert_eq!(normalize_origin("https://"), None);
     }
 
     #[test]

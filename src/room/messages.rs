@@ -35,6 +35,9 @@ pub enum JoinError {
     /// The access code given does not match the room's.
     #[error("wrong access code")]
     WrongAccessCode,
+    /// Opening the room would exceed `limits.maxRooms` of this instance.
+    #[error("this server hosts its maximum of {0} rooms; try again later")]
+    TooManyRooms(usize),
 }
 
 /// Why a room request was refused.

@@ -8,6 +8,7 @@ pub mod media;
 mod meeting;
 pub mod messages;
 pub mod peer;
+pub mod policy;
 pub mod registry;
 #[allow(clippy::module_inception)]
 pub mod room;
@@ -15,6 +16,7 @@ pub mod room;
 pub use access::AccessPolicy;
 pub use media::{MediaPool, MediaWorker, Worker};
 pub use peer::{ClientText, ConnectionClosed, Heard, Heartbeat, Origin, Outbound, PeerActor};
+pub use policy::{Admitted, OpenPolicy, PeerPolicy};
 pub use registry::RegistryActor;
 pub use room::{RoomActor, RoomSettings};
 

@@ -5,6 +5,7 @@
 //! state: frames come in as [`ClientText`] and go out through an [`Outbound`] channel that the
 //! WebSocket edge drains.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -12,6 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
 
 use super::messages::*;
+use super::policy::{Admitted, OpenPolicy, PeerPolicy};
 use super::RoomActor;
 use crate::ids::{NodeId, PeerId, RoomId};
 use crate::routing::LEASE_TTL;
@@ -110,6 +112,10 @@ pub struct PeerActor {
     last_heard: Instant,
     state: State,
     exit: ExitReason,
+    /// The edge's limits, ICE servers and observations ([`OpenPolicy`] unless set).
+    policy: Arc<dyn PeerPolicy>,
+    /// The place the policy holds for this participant, from `join` until it leaves.
+    admitted: Option<Admitted>,
 }
 
 impl PeerActor {
@@ -132,10 +138,23 @@ impl PeerActor {
             last_heard: Instant::now(),
             state: State::Connected,
             exit: ExitReason::Running,
+            policy: Arc::new(OpenPolicy),
+            admitted: None,
         }
     }
 
+    /// The same peer under the edge's `policy` (limits, ICE servers, metrics).
+    pub fn with_policy(mut self, policy: Arc<dyn PeerPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
     fn send(&self, msg: ServerMessage) {
+        match &msg {
+            ServerMessage::Response { error: Some(e), .. }
+            | ServerMessage::Notification(Notification::Error(e)) => self.policy.refused(e.code),
+            _ => {}
+        }
         let _ = self.out.send(Outbound::Text(msg.to_text()));
     }
 
@@ -311,6 +330,11 @@ impl PeerActor {
             Ok(n) => n,
             Err(e) => return self.reply(id, Err(e)),
         };
+        match self.policy.admit(&self.id, &self.origin) {
+            Ok(place) => self.admitted = Some(place),
+            Err(e) => return self.reply(id, Err(e)),
+        }
+        let started = Instant::now();
         self.state = State::Joining;
         let registry = self.registry.clone();
         let resolve = Resolve {
@@ -378,11 +402,13 @@ impl PeerActor {
                         info!(room = %act.room_id, peer = %act.id, client = act.origin.client_ip.as_deref().unwrap_or("-"), relayed_by = ?act.origin.relayed_by, lobby = joined.lobby, "joined");
                         let response = act.join_response(joined);
                         act.reply(id, Ok(ResponseData::Join(response)));
+                        act.policy.joined(started.elapsed());
                     }
                     Err(JoinError::Moved) => {
                         // Another instance hosts the room now: the client reconnects, and the
                         // edge it reaches relays it there.
                         act.state = State::Connected;
+                        act.admitted = None;
                         act.reply(id, Err(join_error(JoinError::Moved)));
                         let reason = JoinError::Moved.to_string();
                         act.notify(Notification::Reconnect {
@@ -393,6 +419,7 @@ impl PeerActor {
                     }
                     Err(e) => {
                         act.state = State::Connected;
+                        act.admitted = None;
                         act.reply(id, Err(join_error(e)));
                     }
                 }),
@@ -407,7 +434,7 @@ impl PeerActor {
             room_id: self.room_id.clone(),
             lobby: joined.lobby,
             peers: joined.peers,
-            ice_servers: Vec::new(),
+            ice_servers: self.policy.ice_servers(&self.id),
             roles: joined.roles,
             permissions: joined.permissions,
             chat_history: joined.chat_history,
@@ -543,6 +570,7 @@ fn join_error(e: JoinError) -> SignalError {
         }
         JoinError::DirectoryUnavailable(_) => ErrorCode::Unavailable,
         JoinError::WrongAccessCode => ErrorCode::WrongAccessCode,
+        JoinError::TooManyRooms(_) => ErrorCode::TooMany,
     };
     SignalError::new(code, e.to_string())
 }
@@ -585,6 +613,7 @@ impl Actor for PeerActor {
             ExitReason::Evicted(r) => r.clone(),
         };
         let _ = self.out.send(Outbound::Close(reason.clone()));
+        self.admitted = None;
         info!(room = %self.room_id, peer = %self.id, %reason, "peer gone");
     }
 }

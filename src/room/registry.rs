@@ -44,6 +44,8 @@ pub struct RegistryActor {
     next_generation: u64,
     /// Set by [`Drain`]: no new rooms.
     draining: bool,
+    /// `limits.maxRooms`: rooms open here at once (0 = no limit).
+    max_rooms: usize,
 }
 
 impl RegistryActor {
@@ -64,7 +66,15 @@ impl RegistryActor {
             claiming: HashMap::new(),
             next_generation: 1,
             draining: false,
+            max_rooms: 0,
         }
+    }
+
+    /// The same registry opening at most `max` rooms at once (0 = no limit); a join that
+    /// would open one more is refused with [`JoinError::TooManyRooms`].
+    pub fn with_max_rooms(mut self, max: usize) -> Self {
+        self.max_rooms = max;
+        self
     }
 
     fn local(&self, room: &RoomId) -> Option<Addr<RoomActor>> {
@@ -162,13 +172,15 @@ impl RegistryActor {
                 ctx.spawn(async move { drop(release.await) }.into_actor(self));
                 Err(JoinError::Closing)
             }
-            Ok(Claim::Mine) => {
-                let addr = match self.local(&room) {
-                    Some(addr) => addr,
-                    None => self.open(room.clone(), ctx),
-                };
-                Ok(Route::Local(addr))
-            }
+            Ok(Claim::Mine) => match self.local(&room) {
+                Some(addr) => Ok(Route::Local(addr)),
+                None if self.max_rooms > 0 && self.rooms.len() >= self.max_rooms => {
+                    let release = self.directory.release(&room);
+                    ctx.spawn(async move { drop(release.await) }.into_actor(self));
+                    Err(JoinError::TooManyRooms(self.max_rooms))
+                }
+                None => Ok(Route::Local(self.open(room.clone(), ctx))),
+            },
             Ok(Claim::HeldBy(_, Some(info))) if info.id != self.node => Ok(Route::Remote(info)),
             Ok(Claim::HeldBy(node, _)) => Err(JoinError::HostUnreachable(node)),
             Err(e) => Err(JoinError::DirectoryUnavailable(e.to_string())),

@@ -1,13 +1,21 @@
 //! The HTTP/WebSocket edge and server assembly: builds the media plane, the room registry,
-//! sessions and the actix-web listeners (main, and the optional https redirect), and hands
-//! back a [`RunningServer`] that can drain and stop. The edge moves messages, decides who the
-//! client is ([`proxy`]) and serves files; it never touches RTP.
+//! sessions and the actix-web listeners (main, the optional https redirect, the optional
+//! metrics listener), and hands back a [`RunningServer`] that can drain and stop. The edge
+//! moves messages, decides who the client is ([`proxy`]) and which pages may connect
+//! ([`origin`]), enforces the limits ([`limits`]), hands out ICE servers ([`turn`]), counts
+//! ([`metrics`]) and serves files; it never touches RTP.
 
 pub mod http;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
+pub mod origin;
+pub mod policy;
 pub mod proxy;
 pub mod relay;
 pub mod session;
 pub mod tls;
+pub mod turn;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -28,9 +36,14 @@ use crate::room::{Heartbeat, RegistryActor, RoomSettings};
 use crate::routing::{DirectoryError, InMemoryDirectory, RedisDirectory, RoomDirectory};
 use crate::sfu::{MediaPlane, MediaStartError};
 use crate::store::{MeetingStore, NoStore, RedisStore};
+use limits::Limits;
+use metrics::{CountingDirectory, Metrics};
+use origin::{OriginPolicy, SecurityHeaders};
+use policy::EdgePolicy;
 use proxy::TrustedProxies;
 use relay::{RelayAuth, RelayTracker};
 use session::{RedisMonitor, RedisState, SessionSetupError, Sessions};
+use turn::IceServers;
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -52,6 +65,14 @@ pub struct AppState {
     pub relay_auth: RelayAuth,
     /// Participants this instance relays to other instances.
     pub relays: Arc<RelayTracker>,
+    /// Which pages may open the signaling WebSocket.
+    pub origins: OriginPolicy,
+    /// Connections per address, signaling rate (one per process).
+    pub limits: Arc<Limits>,
+    /// What the participants started here are subject to (limits, ICE servers, metrics).
+    pub policy: Arc<EdgePolicy>,
+    /// The edge's counters (one per process).
+    pub metrics: Arc<Metrics>,
     /// True once the instance stops taking new meetings.
     draining: Arc<AtomicBool>,
 }
@@ -101,6 +122,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// The plain-HTTP redirect listener, when configured.
     pub redirect_addr: Option<SocketAddr>,
+    /// The Prometheus `/metrics` listener (`metricsListen`), when configured.
+    pub metrics_addr: Option<SocketAddr>,
     /// The UDP address of each media worker.
     pub media_addrs: Vec<SocketAddr>,
     /// This instance's id.
@@ -193,12 +216,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .clone()
         .map(NodeId::from_raw)
         .unwrap_or_else(NodeId::random);
-    let sessions = Sessions::from_config(&config).await?;
+    // Everything counted or limited across requests is made here, once per process.
+    let metrics = Arc::new(Metrics::default());
+    let limits = Limits::new(&config.limits);
+    let sessions = Sessions::from_config(&config, metrics.redis_session_errors.clone()).await?;
     let media = MediaPlane::start(&config)?;
     let directory: Arc<dyn RoomDirectory> = match &config.redis_url {
         Some(url) => {
             info!("rooms are shared by every instance using this Redis: one meeting per room name, hosted by one instance, the others relaying");
-            Arc::new(RedisDirectory::new(url, node.clone())?)
+            Arc::new(CountingDirectory::new(
+                Arc::new(RedisDirectory::new(url, node.clone())?),
+                metrics.redis_directory_errors.clone(),
+            ))
         }
         None => Arc::new(InMemoryDirectory),
     };
@@ -213,6 +242,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         RoomSettings::from_config(&config, store),
         directory,
     )
+    .with_max_rooms(config.limits.max_rooms as usize)
     .start();
     let relays = Arc::new(RelayTracker::default());
     let draining = Arc::new(AtomicBool::new(false));
@@ -220,6 +250,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if config.behind_reverse_proxy {
         info!(trusted = ?config.trusted_proxies(), "behind a reverse proxy: forwarded headers believed from these addresses only");
     }
+    let ice = IceServers::from_config(&config);
+    if ice.is_empty() {
+        info!("no iceServers and no [turn]: participants whose network blocks UDP to the media ports, or that are behind a symmetric NAT, get no media; see TURN in the README");
+    }
+    let policy = Arc::new(EdgePolicy {
+        limits: limits.clone(),
+        ice,
+        metrics: metrics.clone(),
+    });
     let state = web::Data::new(AppState {
         registry: registry.clone(),
         heartbeat: Heartbeat {
@@ -229,19 +268,28 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         node: node.clone(),
         started: Instant::now(),
         trusted: trusted.clone(),
-        redis: RedisMonitor::start(config.redis_url.clone()),
+        redis: RedisMonitor::start(
+            config.redis_url.clone(),
+            metrics.redis_health_errors.clone(),
+        ),
         directory_shared,
         relay_auth: RelayAuth::new(config.cookie_secret.as_deref()),
         relays: relays.clone(),
+        origins: OriginPolicy::new(&config.allowed_origins),
+        limits,
+        policy,
+        metrics: metrics.clone(),
         draining: draining.clone(),
     });
     // Everything shared by the HTTP workers is made here, once per process: the closure below
     // runs once per worker, and state built inside it (a random cookie key, a counter, a
     // limiter) would be per worker, so requests on different connections would disagree.
     let cookie_key = session::cookie_key(&config);
+    let security = SecurityHeaders::new(&config.frame_ancestors);
     let cfg = config.clone();
     let server = HttpServer::new(move || {
         let trusted = trusted.clone();
+        let security = security.clone();
         App::new()
             .app_data(state.clone())
             .wrap(sessions.clone().middleware(cookie_key.clone(), &cfg))
@@ -251,8 +299,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 let client = proxy::client_info_of(&req, &trusted);
                 let (method, path) = (req.method().clone(), req.path().to_string());
                 req.extensions_mut().insert(client.clone());
+                let security = security.clone();
                 srv.call(req).map(move |res| {
                     let mut res = res?;
+                    security.apply(res.headers_mut());
                     if client.is_https() {
                         session::secure_cookies(res.headers_mut());
                     }
@@ -343,11 +393,43 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         handles.push(redirect.handle());
         actix_web::rt::spawn(redirect);
     }
+    let mut metrics_addr = None;
+    if let Some(listen) = &config.metrics_listen {
+        let sources = web::Data::new(metrics::Sources {
+            node: node.clone(),
+            registry: registry.clone(),
+            media: media.clone(),
+            relays: relays.clone(),
+            metrics,
+        });
+        let listener = HttpServer::new(move || {
+            App::new()
+                .app_data(sources.clone())
+                .route("/metrics", web::get().to(metrics::scrape))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(listen)
+        .map_err(|source| StartError::Listen {
+            addr: listen.clone(),
+            key: "metricsListen",
+            source,
+        })?;
+        let addr = listener.addrs()[0];
+        if !addr.ip().is_loopback() {
+            info!(%addr, "metrics are served to whoever reaches {addr}: keep it on a private network or firewall it");
+        }
+        metrics_addr = Some(addr);
+        let listener = listener.run();
+        handles.push(listener.handle());
+        actix_web::rt::spawn(listener);
+    }
     let media_addrs = media.workers().iter().map(|w| w.local_addr()).collect();
-    info!(%http_addr, ?redirect_addr, node = %node, "serving");
+    info!(%http_addr, ?redirect_addr, ?metrics_addr, node = %node, "serving");
     Ok(RunningServer {
         http_addr,
         redirect_addr,
+        metrics_addr,
         media_addrs,
         node,
         handles,

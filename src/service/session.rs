@@ -4,7 +4,7 @@
 //! [`super::proxy`]). Also watches Redis for `/health`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -44,8 +44,9 @@ async fn bounded<T>(
 pub enum Sessions {
     /// In process memory: sessions die with the process and are unknown to other instances.
     Memory(MemorySessionStore),
-    /// In Redis: shared by every instance using the same Redis and `cookieSecret`.
-    Redis(RedisSessionStore),
+    /// In Redis: shared by every instance using the same Redis and `cookieSecret`; failed
+    /// calls are counted in the second field (metrics).
+    Redis(RedisSessionStore, Arc<AtomicU64>),
 }
 
 /// Why the session store could not be set up.
@@ -64,7 +65,11 @@ pub enum SessionSetupError {
 impl Sessions {
     /// Uses Redis when configured, else memory (and says so). Redis need not be up yet:
     /// `/health` reports 503 until it answers.
-    pub async fn from_config(config: &Config) -> Result<Sessions, SessionSetupError> {
+    /// Failed Redis calls are counted in `errors`.
+    pub async fn from_config(
+        config: &Config,
+        errors: Arc<AtomicU64>,
+    ) -> Result<Sessions, SessionSetupError> {
         match &config.redis_url {
             None => {
                 info!("sessions are kept in memory (single instance); set redisUrl to share them between instances");
@@ -93,7 +98,7 @@ impl Sessions {
                     .await
                     .map_err(|e| setup_err(format!("{e:#}")))?;
                 info!(redis = %redact(url), "sessions are kept in Redis, shared by every instance");
-                Ok(Sessions::Redis(store))
+                Ok(Sessions::Redis(store, errors))
             }
         }
     }
@@ -175,7 +180,7 @@ impl SessionStore for Sessions {
             Sessions::Memory(m) => m.load(key).await,
             // An unreachable Redis must not break pages or signaling of running meetings:
             // the session counts as unknown; /health reports the outage.
-            Sessions::Redis(r) => {
+            Sessions::Redis(r, errors) => {
                 let loaded = bounded(async {
                     match r.load(key).await {
                         Err(LoadError::Other(e)) => Err(e),
@@ -186,6 +191,7 @@ impl SessionStore for Sessions {
                 match loaded {
                     Ok(result) => result,
                     Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
                         warn!("session store unavailable: {e:#}");
                         Ok(None)
                     }
@@ -197,9 +203,12 @@ impl SessionStore for Sessions {
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         match self {
             Sessions::Memory(m) => m.save(state, ttl).await,
-            Sessions::Redis(r) => bounded(async { Ok(r.save(state, ttl).await) })
-                .await
-                .unwrap_or_else(|e| Err(SaveError::Other(e))),
+            Sessions::Redis(r, errors) => counted(
+                errors,
+                bounded(async { Ok(r.save(state, ttl).await) })
+                    .await
+                    .unwrap_or_else(|e| Err(SaveError::Other(e))),
+            ),
         }
     }
 
@@ -211,25 +220,36 @@ impl SessionStore for Sessions {
     ) -> Result<SessionKey, UpdateError> {
         match self {
             Sessions::Memory(m) => m.update(key, state, ttl).await,
-            Sessions::Redis(r) => bounded(async { Ok(r.update(key, state, ttl).await) })
-                .await
-                .unwrap_or_else(|e| Err(UpdateError::Other(e))),
+            Sessions::Redis(r, errors) => counted(
+                errors,
+                bounded(async { Ok(r.update(key, state, ttl).await) })
+                    .await
+                    .unwrap_or_else(|e| Err(UpdateError::Other(e))),
+            ),
         }
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         match self {
             Sessions::Memory(m) => m.update_ttl(key, ttl).await,
-            Sessions::Redis(r) => bounded(r.update_ttl(key, ttl)).await,
+            Sessions::Redis(r, errors) => counted(errors, bounded(r.update_ttl(key, ttl)).await),
         }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         match self {
             Sessions::Memory(m) => m.delete(key).await,
-            Sessions::Redis(r) => bounded(r.delete(key)).await,
+            Sessions::Redis(r, errors) => counted(errors, bounded(r.delete(key)).await),
         }
     }
+}
+
+/// Counts a failed Redis call in `errors` and passes the result on.
+fn counted<T, E>(errors: &AtomicU64, result: Result<T, E>) -> Result<T, E> {
+    if result.is_err() {
+        errors.fetch_add(1, Ordering::Relaxed);
+    }
+    result
 }
 
 /// Sessions in process memory, expiring after their TTL.
@@ -323,8 +343,9 @@ pub struct RedisMonitor {
 }
 
 impl RedisMonitor {
-    /// A monitor for `url`, or a permanently `Disabled` one.
-    pub fn start(url: Option<String>) -> RedisMonitor {
+    /// A monitor for `url`, or a permanently `Disabled` one; failed pings are counted in
+    /// `errors`.
+    pub fn start(url: Option<String>, errors: Arc<AtomicU64>) -> RedisMonitor {
         let state = Arc::new(AtomicU8::new(match url {
             None => 0,
             Some(_) => 1,
@@ -336,6 +357,9 @@ impl RedisMonitor {
                 let mut last_ok = true;
                 loop {
                     let ok = ping(&url, &mut conn).await;
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                     if ok != last_ok {
                         if ok {
                             info!("Redis reachable again");

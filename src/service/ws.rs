@@ -1,18 +1,23 @@
-//! The WebSocket edge: upgrades `/ws/<room>` and either starts a [`PeerActor`] here, when this
-//! instance hosts the room (or a participant relayed by another instance arrives), or relays
-//! the socket to the instance that hosts the room ([`super::relay`]). It parses nothing
-//! beyond frame types and never touches media.
+//! The WebSocket edge: checks the page's `Origin` and the connections of the client's
+//! address, upgrades `/ws/<room>` and either starts a [`PeerActor`] here, when this instance
+//! hosts the room (or a participant relayed by another instance arrives), or relays the socket
+//! to the instance that hosts the room ([`super::relay`]). It keeps each connection within its
+//! signaling rate, parses nothing beyond frame types (and a refused frame's request id), and
+//! never touches media. Each connection's task and actor run in a tracing span naming the
+//! client, the room and the peer.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use actix::Actor;
+use actix::{Actor, Addr, AsyncContext, Context};
 use actix_session::Session;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn, Instrument};
 
+use super::limits::ConnectionSlot;
 use super::proxy::ClientInfo;
 use super::relay::{self, Link, RELAY_HEADER};
 use super::AppState;
@@ -20,8 +25,8 @@ use crate::ids::{NodeId, PeerId, RoomId};
 use crate::room::messages::{JoinError, Resolve, Route};
 use crate::room::{ClientText, ConnectionClosed, Heard, Origin, Outbound, PeerActor};
 use crate::routing::LEASE_TTL;
-use crate::signaling::protocol::MAX_MESSAGE_BYTES;
-use crate::signaling::{ErrorCode, ServerMessage, SignalError};
+use crate::signaling::protocol::{request_id, MAX_MESSAGE_BYTES};
+use crate::signaling::{ErrorCode, Notification, ServerMessage, SignalError};
 
 /// `GET /ws/{room}`: the signaling socket of one peer.
 pub async fn connect(
@@ -43,14 +48,44 @@ pub async fn connect(
                 warn!(%room, peer_addr = ?req.peer_addr(), "relayed upgrade refused: {e}");
                 actix_web::error::ErrorForbidden(e.to_string())
             })?;
+        // The host counts the participant under the address the edge believed.
+        let slot = match state
+            .limits
+            .open_connection(claims.ip.parse::<IpAddr>().ok())
+        {
+            Ok(slot) => slot,
+            Err(refused) => return refuse(&req, body, &state, refused.to_signal_error()),
+        };
         let origin = Origin {
             client_ip: Some(claims.ip),
             user: claims.user,
             relayed_by: Some(claims.from),
         };
-        return serve_here(&req, body, room, origin, &state);
+        return serve_here(&req, body, room, origin, &state, slot);
     }
     let client = req.extensions().get::<ClientInfo>().cloned();
+    let page = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    // The middleware resolved the client; should it not have, resolve it here (fail closed).
+    let checked = client
+        .clone()
+        .unwrap_or_else(|| super::proxy::client_info(&req, &state.trusted));
+    if let Err(refused) = state.origins.check(page, &checked) {
+        state.metrics.origin_refused();
+        warn!(client = %checked.ip, %room, "WebSocket refused: {refused}");
+        return Ok(HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{refused}\n")));
+    }
+    let slot = match state.limits.open_connection(client.as_ref().map(|c| c.ip)) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            info!(client = ?client.as_ref().map(|c| c.ip), %room, "WebSocket refused: {refused}");
+            return refuse(&req, body, &state, refused.to_signal_error());
+        }
+    };
     // During a Redis outage the session cannot be read; the participant still gets in.
     let user = session.get::<String>("user").ok().flatten();
     let origin = Origin {
@@ -65,7 +100,13 @@ pub async fn connect(
                 .max_frame_size(MAX_MESSAGE_BYTES)
                 .aggregate_continuations()
                 .max_continuation_size(MAX_MESSAGE_BYTES);
-            actix_web::rt::spawn(relay::pipe(
+            let span = tracing::info_span!(
+                "relay",
+                client = origin.client_ip.as_deref().unwrap_or("-"),
+                room = %room,
+                host = %host
+            );
+            let pipe = relay::pipe(
                 session,
                 stream,
                 link,
@@ -73,11 +114,57 @@ pub async fn connect(
                 state.relays.clone(),
                 room,
                 host,
-            ));
+            );
+            actix_web::rt::spawn(
+                async move {
+                    // The connection counts until the relay ends.
+                    let _slot = slot;
+                    pipe.await
+                }
+                .instrument(span),
+            );
             return Ok(response);
         }
     }
-    serve_here(&req, body, room, origin, &state)
+    serve_here(&req, body, room, origin, &state, slot)
+}
+
+/// Upgrades only to say why the connection is refused (browsers cannot read an HTTP error
+/// status of a WebSocket): an `error` notification with `error`'s code, then a close with
+/// "policy violation".
+fn refuse(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    error: SignalError,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, mut session, _stream) = actix_ws::handle(req, body)?;
+    state.metrics.signaling_error(error.code);
+    let reason = error.message.clone();
+    actix_web::rt::spawn(async move {
+        let text = ServerMessage::Notification(Notification::Error(error)).to_text();
+        if session.text(text).await.is_ok() {
+            let _ = session
+                .close(Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some(reason),
+                }))
+                .await;
+        }
+    });
+    Ok(response)
+}
+
+/// Starts `actor` with every one of its handlers running inside `span` (actix runs an actor
+/// as one future; instrumenting that future is what puts the span around its log lines).
+fn start_in_span<A>(actor: A, span: tracing::Span) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+{
+    let ctx = Context::new();
+    let addr = ctx.address();
+    actix_web::rt::spawn(ctx.into_future(actor).instrument(span));
+    addr
 }
 
 /// When another instance hosts `room`, connects to it. `None` means serve here: the room is
@@ -122,38 +209,81 @@ async fn find_host(
     }
 }
 
-/// Upgrades and starts the participant's [`PeerActor`] on this instance.
+/// Upgrades and starts the participant's [`PeerActor`] on this instance; `slot` counts the
+/// connection until it ends.
 fn serve_here(
     req: &HttpRequest,
     body: web::Payload,
     room: RoomId,
     origin: Origin,
     state: &AppState,
+    slot: ConnectionSlot,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, mut session, stream) = actix_ws::handle(req, body)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let peer_id = PeerId::random();
-    debug!(%room, peer = %peer_id, relayed_by = ?origin.relayed_by, "websocket opened");
-    let peer = PeerActor::new(
-        peer_id,
-        room,
-        origin,
-        state.registry.clone().recipient(),
-        tx,
-        state.heartbeat,
-    )
-    .start();
+    let span = match &origin.relayed_by {
+        None => tracing::info_span!(
+            "peer",
+            client = origin.client_ip.as_deref().unwrap_or("-"),
+            room = %room,
+            peer = %peer_id
+        ),
+        Some(edge) => tracing::info_span!(
+            "peer",
+            client = origin.client_ip.as_deref().unwrap_or("-"),
+            room = %room,
+            peer = %peer_id,
+            relayed_by = %edge
+        ),
+    };
+    debug!(parent: &span, "websocket opened");
+    let peer = start_in_span(
+        PeerActor::new(
+            peer_id,
+            room,
+            origin,
+            state.registry.clone().recipient(),
+            tx,
+            state.heartbeat,
+        )
+        .with_policy(state.policy.clone()),
+        span.clone(),
+    );
     let mut stream = stream
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE_BYTES);
-    actix_web::rt::spawn(async move {
+    // Frames over the rate are answered here, so a flood never reaches (or queues in) the
+    // peer's actor.
+    let mut budget = state.limits.signaling_bucket();
+    let over_rate = state.limits.signaling_exceeded().to_signal_error();
+    let metrics = state.metrics.clone();
+    let task = async move {
+        let _slot = slot;
+        let mut refused = 0u64;
         let ended = loop {
             tokio::select! {
                 frame = stream.next() => match frame {
-                    Some(Ok(AggregatedMessage::Text(text))) => peer.do_send(ClientText(text.to_string())),
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if budget.as_mut().is_none_or(|b| b.take(Instant::now())) {
+                            peer.do_send(ClientText(text.to_string()));
+                            continue;
+                        }
+                        refused += 1;
+                        if refused == 1 || refused.is_power_of_two() {
+                            info!(refused, "signaling rate exceeded: {over_rate}");
+                        }
+                        metrics.signaling_error(over_rate.code);
+                        let reply = ServerMessage::error(request_id(&text), over_rate.clone());
+                        if session.text(reply.to_text()).await.is_err() {
+                            break ConnectionClosed::Closed;
+                        }
+                        peer.do_send(Heard);
+                    }
                     Some(Ok(AggregatedMessage::Binary(_))) => {
                         let err = SignalError::new(ErrorCode::BadRequest, "binary frames are not part of the protocol; send JSON text");
+                        metrics.signaling_error(err.code);
                         if session.text(ServerMessage::error(None, err).to_text()).await.is_err() {
                             break ConnectionClosed::Closed;
                         }
@@ -197,6 +327,7 @@ fn serve_here(
             }
         }
         let _ = session.close(None).await;
-    });
+    };
+    actix_web::rt::spawn(task.instrument(span));
     Ok(response)
 }

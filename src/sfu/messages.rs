@@ -166,6 +166,20 @@ pub struct WorkerStats {
     pub datagrams_in: u64,
     /// Datagrams sent since start.
     pub datagrams_out: u64,
+    /// Bytes of the datagrams (and ICE-TCP frames) received since start.
+    pub bytes_in: u64,
+    /// Bytes of the datagrams (and ICE-TCP frames) sent since start.
+    pub bytes_out: u64,
+    /// NACKs received from subscribers (str0m's stream statistics, once a second).
+    pub nacks_received: u64,
+    /// NACKs sent to publishers (str0m's stream statistics, once a second).
+    pub nacks_sent: u64,
+    /// Keyframe requests (PLI, or FIR) received from subscribers.
+    pub plis_received: u64,
+    /// Keyframe requests sent to publishers (after throttling).
+    pub plis_sent: u64,
+    /// Times a consumer's forwarded simulcast layer changed.
+    pub layer_switches: u64,
 }
 
 /// State of one of a peer's transports.

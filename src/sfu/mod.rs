@@ -90,6 +90,13 @@ impl MediaPlane {
                 total.frames_forwarded += s.frames_forwarded;
                 total.datagrams_in += s.datagrams_in;
                 total.datagrams_out += s.datagrams_out;
+                total.bytes_in += s.bytes_in;
+                total.bytes_out += s.bytes_out;
+                total.nacks_received += s.nacks_received;
+                total.nacks_sent += s.nacks_sent;
+                total.plis_received += s.plis_received;
+                total.plis_sent += s.plis_sent;
+                total.layer_switches += s.layer_switches;
             }
         }
         total

@@ -48,6 +48,8 @@ const LAYER_INTERVAL: Duration = Duration::from_millis(500);
 const SPEAKER_INTERVAL: Duration = Duration::from_millis(300);
 /// Minimum time between two keyframe requests for the same producer layer.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+/// How often str0m reports stream statistics (the NACK counters of [`WorkerStats`]).
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Budget kept for each audio consumer when sharing a subscriber's bandwidth.
 const AUDIO_RESERVE_BPS: u64 = 64_000;
 
@@ -407,6 +409,17 @@ struct Transport {
     estimate: u64,
     /// Remote addresses seen, to clean the route table.
     remotes: HashSet<SocketAddr>,
+    /// NACK totals str0m last reported per stream (mid, rid, incoming?), so that only the
+    /// increase is added to [`WorkerStats`].
+    nacks_reported: HashMap<(Mid, Option<Rid>, bool), u64>,
+}
+
+impl Transport {
+    /// The increase of a stream's NACK total since its last report.
+    fn nack_increase(&mut self, mid: Mid, rid: Option<Rid>, incoming: bool, total: u64) -> u64 {
+        let last = self.nacks_reported.insert((mid, rid, incoming), total);
+        total.saturating_sub(last.unwrap_or(0))
+    }
 }
 
 struct Producer {
@@ -575,6 +588,7 @@ impl Worker {
                     }
                     TcpEvent::Frame(peer, frame) => {
                         self.stats.datagrams_in += 1;
+                        self.stats.bytes_in += frame.len() as u64;
                         self.on_packet(Protocol::Tcp, peer, &frame);
                     }
                     TcpEvent::Closed(peer) => {
@@ -597,6 +611,7 @@ impl Worker {
                             continue;
                         }
                         self.stats.datagrams_in += 1;
+                        self.stats.bytes_in += n as u64;
                         self.on_packet(Protocol::Udp, source, &buf[..n]);
                         received = true;
                     }
@@ -781,6 +796,7 @@ impl Worker {
                 }
                 Ok(Output::Transmit(tx)) => {
                     self.stats.datagrams_out += 1;
+                    self.stats.bytes_out += tx.contents.len() as u64;
                     if tx.proto == Protocol::Tcp {
                         let framed = self.tcp_conns.get_mut(&tx.destination).map(|conn| {
                             let len = (tx.contents.len() as u16).to_be_bytes();
@@ -842,6 +858,7 @@ impl Worker {
             }
             Event::MediaData(data) => self.on_media(key, data),
             Event::KeyframeRequest(req) => {
+                self.stats.plis_received += 1;
                 let Some(cid) = t.consumers_by_mid.get(&req.mid).cloned() else {
                     return;
                 };
@@ -854,6 +871,13 @@ impl Worker {
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 t.estimate = estimate.as_u64();
+            }
+            // NACKs this server sent to a publisher, and received from a subscriber.
+            Event::MediaIngressStats(s) => {
+                self.stats.nacks_sent += t.nack_increase(s.mid, s.rid, true, s.nacks);
+            }
+            Event::MediaEgressStats(s) => {
+                self.stats.nacks_received += t.nack_increase(s.mid, s.rid, false, s.nacks);
             }
             _ => {}
         }
@@ -995,6 +1019,7 @@ impl Worker {
                     self.request_keyframe(&pid, rid, KeyframeRequestKind::Pli)
                 }
                 After::LayerChanged(tkey, cid, layer) => {
+                    self.stats.layer_switches += 1;
                     if let Some(peer) = self.transports.get(&tkey).map(|t| t.peer.clone()) {
                         self.notify_peer(
                             &peer,
@@ -1038,8 +1063,9 @@ impl Worker {
         };
         if let Some(mut writer) = t.rtc.writer(mid) {
             let rid = rid.filter(|r| !r.is_empty()).map(|r| Rid::from(r.as_str()));
-            if let Err(e) = writer.request_keyframe(rid, kind) {
-                debug!(producer = %pid, "keyframe request failed: {e}");
+            match writer.request_keyframe(rid, kind) {
+                Ok(()) => self.stats.plis_sent += 1,
+                Err(e) => debug!(producer = %pid, "keyframe request failed: {e}"),
             }
         }
         self.mark_dirty(tkey);
@@ -1253,7 +1279,8 @@ impl Worker {
             .enable_h264(true)
             // Resend history: ~2 s of 1.5 Mbit/s video instead of str0m's 1000 packets, which
             // made every subscriber connection cost over a megabyte.
-            .set_send_buffer_video(VIDEO_SEND_BUFFER);
+            .set_send_buffer_video(VIDEO_SEND_BUFFER)
+            .set_stats_interval(Some(STATS_INTERVAL));
         if let Some(cert) = &self.dtls_cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -1294,6 +1321,7 @@ impl Worker {
                 in_flight: None,
                 estimate: self.initial_bitrate,
                 remotes: HashSet::new(),
+                nacks_reported: HashMap::new(),
             },
         );
         key

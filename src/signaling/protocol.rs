@@ -52,8 +52,59 @@ pub enum ErrorCode {
     NotFound,
     /// The request does not fit the negotiation state.
     BadState,
+    /// Too many messages or joins in too short a time (`[limits]`); slow down and retry.
+    RateLimited,
+    /// A count limit is reached: connections from one address, participants or rooms on
+    /// this server (`[limits]`); retry later.
+    TooMany,
     /// A server-side failure.
     Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of `docs/protocol.md`.
+    pub const ALL: [ErrorCode; 17] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownMethod,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::RoomFull,
+        ErrorCode::RoomClosing,
+        ErrorCode::Unavailable,
+        ErrorCode::InvalidSdp,
+        ErrorCode::NotFound,
+        ErrorCode::Forbidden,
+        ErrorCode::WrongAccessCode,
+        ErrorCode::InLobby,
+        ErrorCode::BadState,
+        ErrorCode::RateLimited,
+        ErrorCode::TooMany,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it is written on the wire (`rateLimited`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "badRequest",
+            ErrorCode::UnknownMethod => "unknownMethod",
+            ErrorCode::UnsupportedVersion => "unsupportedVersion",
+            ErrorCode::NotJoined => "notJoined",
+            ErrorCode::AlreadyJoined => "alreadyJoined",
+            ErrorCode::RoomFull => "roomFull",
+            ErrorCode::RoomClosing => "roomClosing",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidSdp => "invalidSdp",
+            ErrorCode::NotFound => "notFound",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::WrongAccessCode => "wrongAccessCode",
+            ErrorCode::InLobby => "inLobby",
+            ErrorCode::BadState => "badState",
+            ErrorCode::RateLimited => "rateLimited",
+            ErrorCode::TooMany => "tooMany",
+            ErrorCode::Internal => "internal",
+        }
+    }
 }
 
 /// An error reply: a code and a human sentence.
@@ -354,6 +405,19 @@ pub fn parse_request(
     let request = serde_json::from_value(tagged)
         .map_err(|e| bad(Some(id), format!("invalid data for '{method}': {e}")))?;
     Ok((id, request))
+}
+
+/// The `id` of a request frame, read as [`parse_request`] reads it (the last `"id"` key of a
+/// JSON object, when it is an integer), for answering a frame the server will not process
+/// (over the rate limit) with the id the client is waiting for.
+pub fn request_id(text: &str) -> Option<RequestId> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return None;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(obj)) => obj.get("id").and_then(Value::as_u64),
+        _ => None,
+    }
 }
 
 /// Every notification the server sends.
@@ -688,6 +752,33 @@ mod tests {
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
         let (id, e) = parse_request(r#"{"type":"request","method":"leave"}"#).unwrap_err();
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn error_codes_are_written_as_on_the_wire() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().into())
+            );
+        }
+    }
+
+    #[test]
+    fn the_id_is_read_as_the_parser_reads_it() {
+        assert_eq!(
+            request_id(r#"{"type":"request","id":41,"method":"publish","data":{"sdp":"v=0"}}"#),
+            Some(41)
+        );
+        assert_eq!(request_id(r#"{"data":[1,2,{"x":null}],"id":7}"#), Some(7));
+        assert_eq!(request_id(r#"{"id":"7"}"#), None);
+        assert_eq!(request_id("[1]"), None);
+        assert_eq!(
+            request_id(r#"{"id":1,"id":2}"#),
+            Some(2),
+            "the last key, as parse_request"
+        );
+        assert_eq!(request_id("{"), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 // Owns the two WebRTC connections: the send transport (the client offers, `publish`) and the
 // recv transport (the server offers, `recvAnswer`). Capture lives in devices.js.
 
+import { createPeerConnection } from './ice.js';
+
 /** Simulcast layers for the camera, lowest first (protocol.md: rid l, m, h). */
 export const WEBCAM_ENCODINGS = [
   { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150000 },
@@ -32,7 +34,7 @@ function watchFailure(pc, label, onFailed) {
 export class SendTransport {
   constructor({ iceServers = [], request, onFailed }) {
     this.request = request;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = createPeerConnection(iceServers, 'send');
     this.producers = new Map();
     this.screenTransceiver = null; // kept for reuse after a share stops
     this.queue = new Queue();
@@ -144,7 +146,7 @@ export class SendTransport {
 export class RecvTransport {
   constructor({ iceServers = [], request, onFailed, onConsumerAdded, onConsumerRemoved }) {
     this.request = request;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = createPeerConnection(iceServers, 'recv');
     this.consumers = new Map();
     this.queue = new Queue();
     this.closed = false;

@@ -1,0 +1,247 @@
+//! Hostile input for the signaling parser, on the stable toolchain (cargo-fuzz needs nightly:
+//! `scripts/fuzz` runs libFuzzer on the same target). Every file of the corpus
+//! (`fuzz/corpus/parse_request/`) and tens of thousands of generated frames (random JSON
+//! trees shaped like requests, and mutations of the corpus: byte flips, insertions of
+//! protocol words, truncations, splices) must keep the promises of `fuzz/check.rs`: no panic,
+//! a typed error, the request id read the same way for refused frames, a bounded reply.
+//!
+//! `MM_FUZZ_SEED=<n>` replays a run; `MM_FUZZ_ITERATIONS=<n>` runs longer.
+
+#[path = "../fuzz/check.rs"]
+mod check;
+
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+
+const METHODS: &[&str] = &[
+    "join",
+    "publish",
+    "recvAnswer",
+    "pauseProducer",
+    "resumeProducer",
+    "closeProducer",
+    "setConsumerPreferences",
+    "requestKeyFrame",
+    "changeDisplayName",
+    "leave",
+];
+
+const WORDS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "\"",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1e400",
+    "\\u0000",
+    "\\ud800",
+    "\"id\"",
+    "\"type\"",
+    "\"request\"",
+    "\"method\"",
+    "\"data\"",
+    "\"sdp\"",
+    "\"displayName\"",
+    "\"protocolVersion\"",
+    "\"producers\"",
+    "\"mid\"",
+    "\"kind\"",
+    "\"source\"",
+    "\"producerId\"",
+    "\"consumerId\"",
+    "\"width\"",
+    "\"height\"",
+    "é",
+    "🎥",
+];
+
+const KEYS: &[&str] = &[
+    "displayName",
+    "protocolVersion",
+    "sdp",
+    "producers",
+    "mid",
+    "kind",
+    "source",
+    "producerId",
+    "consumerId",
+    "width",
+    "height",
+    "token",
+    "",
+];
+
+fn corpus() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_request");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "the corpus {} is part of the repository: {e}",
+                dir.display()
+            )
+        })
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let text = std::fs::read(&path).expect("readable");
+            (
+                path.display().to_string(),
+                String::from_utf8_lossy(&text).to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= 20, "the corpus lost its seeds: {}", out.len());
+    out
+}
+
+/// A random JSON value, at most `depth` deep.
+fn value(rng: &mut StdRng, depth: u32) -> Value {
+    match rng.gen_range(0..if depth == 0 { 6 } else { 8 }) {
+        0 => Value::Null,
+        1 => Value::Bool(rng.gen()),
+        2 => json!(rng.gen_range(-3i64..3)),
+        3 => json!(rng.gen::<u64>()),
+        4 => json!(rng.gen::<f64>() * 1e10),
+        5 => Value::String(match rng.gen_range(0..4) {
+            0 => String::new(),
+            1 => WORDS[rng.gen_range(0..WORDS.len())].to_string(),
+            2 => (0..rng.gen_range(0..80))
+                .map(|_| char::from_u32(rng.gen_range(0..0x11000)).unwrap_or('?'))
+                .collect(),
+            _ => "x".repeat(rng.gen_range(60..200)),
+        }),
+        6 => Value::Array(
+            (0..rng.gen_range(0..4))
+                .map(|_| value(rng, depth - 1))
+                .collect(),
+        ),
+        _ => {
+            let mut m = Map::new();
+            for _ in 0..rng.gen_range(0..5) {
+                m.insert(
+                    KEYS[rng.gen_range(0..KEYS.len())].to_string(),
+                    value(rng, depth - 1),
+                );
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+/// A frame shaped like a request, each part sometimes wrong.
+fn request(rng: &mut StdRng) -> String {
+    let mut m = Map::new();
+    if rng.gen_bool(0.9) {
+        m.insert(
+            "type".into(),
+            if rng.gen_bool(0.9) {
+                json!("request")
+            } else {
+                value(rng, 1)
+            },
+        );
+    }
+    if rng.gen_bool(0.9) {
+        m.insert(
+            "id".into(),
+            if rng.gen_bool(0.8) {
+                json!(rng.gen_range(0u64..1 << 53))
+            } else {
+                value(rng, 1)
+            },
+        );
+    }
+    if rng.gen_bool(0.95) {
+        m.insert(
+            "method".into(),
+            if rng.gen_bool(0.85) {
+                json!(METHODS[rng.gen_range(0..METHODS.len())])
+            } else {
+                value(rng, 1)
+            },
+        );
+    }
+    if rng.gen_bool(0.8) {
+        m.insert("data".into(), value(rng, 3));
+    }
+    Value::Object(m).to_string()
+}
+
+/// `text` changed a little, at a char boundary.
+fn mutate(rng: &mut StdRng, text: &str, other: &str) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for _ in 0..rng.gen_range(1..4) {
+        let at = rng.gen_range(0..=chars.len());
+        match rng.gen_range(0..5) {
+            0 if at < chars.len() => {
+                chars.remove(at);
+            }
+            1 => chars
+                .splice(at..at, WORDS[rng.gen_range(0..WORDS.len())].chars())
+                .for_each(drop),
+            2 => chars.truncate(at),
+            3 if at < chars.len() => {
+                chars[at] = char::from_u32(rng.gen_range(0..0x80)).unwrap_or(' ')
+            }
+            _ => {
+                let tail: Vec<char> = other.chars().skip(at % (other.len() + 1)).collect();
+                chars.truncate(at);
+                chars.extend(tail);
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+#[test]
+fn every_corpus_file_keeps_the_parsers_promises() {
+    for (name, text) in corpus() {
+        let result = std::panic::catch_unwind(|| check::check(&text));
+        assert!(result.is_ok(), "corpus file {name} broke a promise");
+    }
+}
+
+#[test]
+fn generated_and_mutated_frames_keep_the_parsers_promises() {
+    let seed = std::env::var("MM_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    let iterations: usize = std::env::var("MM_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30_000);
+    let seeds: Vec<String> = corpus().into_iter().map(|(_, t)| t).collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for i in 0..iterations {
+        let text = match rng.gen_range(0..3) {
+            0 => request(&mut rng),
+            1 => {
+                let a = &seeds[rng.gen_range(0..seeds.len())];
+                let b = &seeds[rng.gen_range(0..seeds.len())];
+                mutate(&mut rng, a, b)
+            }
+            _ => {
+                let base = request(&mut rng);
+                let other = &seeds[rng.gen_range(0..seeds.len())];
+                mutate(&mut rng, &base, other)
+            }
+        };
+        if std::panic::catch_unwind(|| check::check(&text)).is_err() {
+            panic!(
+                "frame {i} of the run with MM_FUZZ_SEED={seed} broke a promise; add it to \
+                 fuzz/corpus/parse_request/ once fixed: {text:?}"
+            );
+        }
+    }
+}
