@@ -18,6 +18,7 @@
 //!   generator in `src/bin/load/` has its own, many-connections-per-thread engine).
 //! - [`ids`], [`model`]: typed ids and the descriptions shared by the layers.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod ids;

@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use multiparty_meeting::auth;
 use multiparty_meeting::config::LogFormat;
-use multiparty_meeting::ids::NodeId;
+use multiparty_meeting::ids::{NodeId, RoomId};
+use multiparty_meeting::model::Role;
 use multiparty_meeting::{server, Config};
 use tracing::{info, warn};
 
@@ -17,11 +19,85 @@ struct Args {
     /// TOML configuration file (see config/config.example.toml); MM_* variables override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a room access token signed with a key of [auth] (see config/config.example.toml).
+    Token {
+        /// TOML configuration file holding [auth] keys; MM_* variables (MM_AUTH_KEYS) apply.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The room the token opens, or `*` for every room.
+        #[arg(long)]
+        room: String,
+        /// The display name the holder gets.
+        #[arg(long)]
+        name: Option<String>,
+        /// A role to grant (presenter, moderator, admin); repeat for several.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// How long the token is valid: 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// The key id to sign with (needed when [auth] has several keys).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+}
+
+/// `multiparty-meeting token …`: the token on stdout, what it grants on stderr.
+fn print_token(command: Command) -> anyhow::Result<()> {
+    let Command::Token {
+        config,
+        room,
+        name,
+        roles,
+        ttl,
+        kid,
+    } = command;
+    let config =
+        Config::load(config.as_deref(), std::env::vars()).context("configuration refused")?;
+    if room != "*" {
+        RoomId::parse(&room).map_err(|e| anyhow::anyhow!("--room {room:?}: {e}"))?;
+    }
+    let roles = roles
+        .iter()
+        .map(|r| {
+            serde_json::from_value::<Role>(serde_json::Value::String(r.clone())).map_err(|_| {
+                anyhow::anyhow!(
+                    "--role {r:?}: not a role; use presenter, moderator, admin, authenticated or normal"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<Role>>>()?;
+    let ttl = auth::parse_ttl(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+    let tokens = auth::Tokens::new(config.auth.mode, config.auth.keys.clone());
+    let claims = auth::claims(&room, name, roles, ttl, std::time::SystemTime::now());
+    let token = tokens
+        .mint(kid.as_deref(), &claims)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{token}");
+    eprintln!(
+        "valid {} s for room {room}; give it as ?token=<token> in the room URL{}",
+        ttl.as_secs(),
+        if config.auth.mode == auth::AuthMode::Open {
+            " (note: [auth] mode is \"open\", so this server does not read tokens)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(command) = args.command {
+        return print_token(command);
+    }
     let mut config =
         Config::load(args.config.as_deref(), std::env::vars()).context("configuration refused")?;
     // The node id is fixed before logging starts, so that every line names it.

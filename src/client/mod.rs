@@ -59,6 +59,8 @@ pub struct ClientOptions {
     pub welcome_timeout: Duration,
     /// Local IP the WebRTC UDP sockets bind to (and announce as host candidate).
     pub bind_ip: IpAddr,
+    /// Room access token sent in `join` (`[auth]` of the server).
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +69,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(10),
             welcome_timeout: Duration::from_secs(5),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            token: None,
         }
     }
 }
@@ -177,12 +180,11 @@ impl Client {
             )));
         }
         client.welcome = welcome.data;
-        let data = client
-            .request(
-                "join",
-                json!({"displayName": display_name, "protocolVersion": PROTOCOL_VERSION}),
-            )
-            .await?;
+        let mut join = json!({"displayName": display_name, "protocolVersion": PROTOCOL_VERSION});
+        if let Some(token) = &client.options.token {
+            join["token"] = json!(token);
+        }
+        let data = client.request("join", join).await?;
         client.join = serde_json::from_value(data.clone())
             .map_err(|e| ClientError::Protocol(format!("join response {data}: {e}")))?;
         Ok(client)

@@ -6,12 +6,14 @@
 //! `rtcMinPort`, `announcedIp`, ...). Every key is documented in
 //! `config/config.example.toml`.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthMode, MIN_SECRET_LEN};
 use crate::model::{Permission, Role};
 
 /// Prefix of the environment variables that override file keys:
@@ -114,6 +116,20 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// `text` (for people) or `json` (one object per line, for log collectors).
     pub log_format: LogFormat,
+    /// `[auth]`: who may join (open, token, open-with-roles) and the keys tokens are signed
+    /// with.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: room access tokens (JWT HS256, see `crate::auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `open` (default): anyone joins; `token`: every join needs a token for its room;
+    /// `open-with-roles`: anyone joins, a token adds its roles.
+    pub mode: AuthMode,
+    /// Signing secrets by key id (`kid` in the token header); several for a rotation.
+    pub keys: BTreeMap<String, String>,
 }
 
 /// `[permissions]`: the roles holding each permission. Keys left out keep their default,
@@ -223,6 +239,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             metrics_listen: None,
             log_format: LogFormat::Text,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -757,6 +774,36 @@ impl Config {
                 });
             }
         }
+        for (kid, secret) in &self.auth.keys {
+            if kid.is_empty()
+                || !kid
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "auth.keys",
+                    problem: "a key id that is empty or has characters other than letters, digits, `.`, `_` and `-`".into(),
+                    fix: "name keys like keys = { \"2026-12\" = \"<secret>\" }",
+                });
+            }
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(ConfigError::Invalid {
+                    key: "auth.keys",
+                    problem: format!(
+                        "the secret of key `{kid}` has {} characters; HS256 needs at least {MIN_SECRET_LEN}",
+                        secret.len()
+                    ),
+                    fix: "make one with: openssl rand -hex 32",
+                });
+            }
+        }
+        if self.auth.mode != AuthMode::Open && self.auth.keys.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "auth.keys",
+                problem: "auth.mode needs tokens but no key is configured to check them".into(),
+                fix: "add keys = { \"2026-12\" = \"<openssl rand -hex 32>\" } to [auth] (or MM_AUTH_KEYS=2026-12=<secret>), or set mode = \"open\"",
+            });
+        }
         match (&self.turn.secret, self.turn.urls.is_empty()) {
             (Some(secret), _) if secret.trim().is_empty() => {
                 return Err(ConfigError::Invalid {
@@ -1037,6 +1084,22 @@ fn typed_env_value(
             .map(|s| toml::Value::String(s.to_string()))
             .collect::<Vec<_>>()
             .into()),
+        Some(toml::Value::Table(_)) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(k, v)| {
+                        (
+                            k.trim().to_string(),
+                            toml::Value::String(v.trim().to_string()),
+                        )
+                    })
+                    .ok_or("a list of name=value pairs separated by commas")
+            })
+            .collect::<Result<toml::Table, _>>()
+            .map(toml::Value::Table),
         _ => Ok(toml::Value::String(raw.to_string())),
     }
 }
@@ -1500,6 +1563,53 @@ mod tests {
         let _ = std::fs::remove_file(&f.0);
         assert_eq!(c.ice_servers.len(), 2);
         assert_eq!(c.turn.ttl, 3600);
+    }
+
+    #[test]
+    fn auth_keys_are_checked_and_come_from_the_environment_too() {
+        let e = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        let err = e(&[("MM_AUTH_MODE", "token")]);
+        assert!(
+            err.contains("`auth.keys`") && err.contains("openssl rand"),
+            "{err}"
+        );
+        let err = e(&[("MM_AUTH_MODE", "tokens")]);
+        assert!(err.contains("mode"), "{err}");
+        let err = e(&[("MM_AUTH_KEYS", "k1=short")]);
+        assert!(
+            err.contains("`auth.keys`") && err.contains("at least 32"),
+            "{err}"
+        );
+        let err = e(&[("MM_AUTH_KEYS", "bad kid=0123456789abcdef0123456789abcdef")]);
+        assert!(err.contains("key id"), "{err}");
+        let err = e(&[("MM_AUTH_KEYS", "no-equals-sign")]);
+        assert!(err.contains("MM_AUTH_KEYS"), "{err}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("MM_AUTH_MODE", "open-with-roles"),
+                (
+                    "MM_AUTH_KEYS",
+                    "2026-12=0123456789abcdef0123456789abcdef, 2027-01=fedcba9876543210fedcba9876543210",
+                ),
+            ]),
+        )
+        .expect("valid auth keys load");
+        assert_eq!(c.auth.mode, AuthMode::OpenWithRoles);
+        assert_eq!(
+            c.auth.keys.keys().collect::<Vec<_>>(),
+            vec!["2026-12", "2027-01"]
+        );
+        let mut f = tempfile();
+        writeln!(
+            f.1,
+            "[auth]\nmode = \"token\"\nkeys = {{ \"2026-12\" = \"0123456789abcdef0123456789abcdef\" }}"
+        )
+        .unwrap();
+        let c = Config::load(Some(&f.0), env(&[])).expect("[auth] from a file loads");
+        let _ = std::fs::remove_file(&f.0);
+        assert_eq!(c.auth.mode, AuthMode::Token);
+        assert_eq!(c.auth.keys.len(), 1);
     }
 
     #[test]

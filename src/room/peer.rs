@@ -326,14 +326,24 @@ impl PeerActor {
                 )),
             );
         }
-        let display_name = match valid_display_name(&j.display_name) {
-            Ok(n) => n,
+        // The join rate is counted before the token is checked, so tokens cannot be tried
+        // faster than joins are allowed.
+        let place = match self.policy.admit(&self.id, &self.origin) {
+            Ok(place) => place,
             Err(e) => return self.reply(id, Err(e)),
         };
-        match self.policy.admit(&self.id, &self.origin) {
-            Ok(place) => self.admitted = Some(place),
+        let token = j.token.as_ref().map(|t| t.0.as_str());
+        let grant = match self.policy.authorize(&self.room_id, token) {
+            Ok(grant) => grant.unwrap_or_default(),
             Err(e) => return self.reply(id, Err(e)),
-        }
+        };
+        // A name the token fixes wins over the one typed in the join form.
+        let display_name =
+            match valid_display_name(grant.name.as_deref().unwrap_or(&j.display_name)) {
+                Ok(n) => n,
+                Err(e) => return self.reply(id, Err(e)),
+            };
+        self.admitted = Some(place);
         let started = Instant::now();
         self.state = State::Joining;
         let registry = self.registry.clone();
@@ -346,7 +356,7 @@ impl PeerActor {
             display_name,
             user: self.origin.user.clone(),
             access_code: j.access_code,
-            granted_roles: Vec::new(),
+            granted_roles: grant.roles,
             events: ctx.address().recipient(),
             media_events: ctx.address().recipient(),
         };

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::ids::PeerId;
+use crate::auth::Grant;
+use crate::ids::{PeerId, RoomId};
 use crate::signaling::{ErrorCode, IceServer, SignalError};
 
 use super::Origin;
@@ -18,6 +19,9 @@ pub trait PeerPolicy: Send + Sync {
     /// Asked before a join is sent to the room: `Ok` with a place held until the peer leaves
     /// (or its join fails), or the typed refusal the client gets.
     fn admit(&self, peer: &PeerId, origin: &Origin) -> Result<Admitted, SignalError>;
+    /// What the join of `room` with `token` is granted by `[auth]`: `None` = an open join,
+    /// `Some` = a valid token's name and roles; `Err` = refused (`unauthorized`).
+    fn authorize(&self, room: &RoomId, token: Option<&str>) -> Result<Option<Grant>, SignalError>;
     /// The STUN/TURN servers for the peer's connections (its `join` response).
     fn ice_servers(&self, peer: &PeerId) -> Vec<IceServer>;
     /// A join was answered successfully after `elapsed`.
@@ -33,6 +37,14 @@ pub struct OpenPolicy;
 impl PeerPolicy for OpenPolicy {
     fn admit(&self, _peer: &PeerId, _origin: &Origin) -> Result<Admitted, SignalError> {
         Ok(Box::new(()))
+    }
+
+    fn authorize(
+        &self,
+        _room: &RoomId,
+        _token: Option<&str>,
+    ) -> Result<Option<Grant>, SignalError> {
+        Ok(None)
     }
 
     fn ice_servers(&self, _peer: &PeerId) -> Vec<IceServer> {

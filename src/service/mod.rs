@@ -29,6 +29,7 @@ use actix_web::{web, App, HttpMessage, HttpServer};
 use futures_util::FutureExt;
 use tracing::{debug, info};
 
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::ids::NodeId;
 use crate::room::messages::{Drain, EvictAll, GetRegistryStats, SetInternalUrl, Withdraw};
@@ -258,6 +259,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         limits: limits.clone(),
         ice,
         metrics: metrics.clone(),
+        tokens: Tokens::new(config.auth.mode, config.auth.keys.clone()),
     });
     let state = web::Data::new(AppState {
         registry: registry.clone(),

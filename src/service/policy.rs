@@ -10,7 +10,8 @@ use tracing::info;
 use super::limits::Limits;
 use super::metrics::Metrics;
 use super::turn::IceServers;
-use crate::ids::PeerId;
+use crate::auth::{Grant, Tokens};
+use crate::ids::{PeerId, RoomId};
 use crate::room::{Admitted, Origin, PeerPolicy};
 use crate::signaling::{ErrorCode, IceServer, SignalError};
 
@@ -23,6 +24,8 @@ pub struct EdgePolicy {
     pub ice: IceServers,
     /// Join durations and errors.
     pub metrics: Arc<Metrics>,
+    /// `[auth]`: access tokens.
+    pub tokens: Tokens,
 }
 
 impl PeerPolicy for EdgePolicy {
@@ -38,6 +41,16 @@ impl PeerPolicy for EdgePolicy {
                 Err(refused.to_signal_error())
             }
         }
+    }
+
+    fn authorize(&self, room: &RoomId, token: Option<&str>) -> Result<Option<Grant>, SignalError> {
+        self.tokens
+            .admit(room, token, SystemTime::now())
+            .map_err(|refused| {
+                // The reason only: nothing of the token itself.
+                info!(%room, "join refused: {refused}");
+                SignalError::new(ErrorCode::Unauthorized, refused.to_string())
+            })
     }
 
     fn ice_servers(&self, peer: &PeerId) -> Vec<IceServer> {

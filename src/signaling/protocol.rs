@@ -2,6 +2,7 @@
 //! input. Every failure to parse becomes a [`SignalError`] the edge sends back; nothing here
 //! panics on client input.
 
+use crate::auth::TokenText;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -57,13 +58,15 @@ pub enum ErrorCode {
     /// A count limit is reached: connections from one address, participants or rooms on
     /// this server (`[limits]`); retry later.
     TooMany,
+    /// A missing, malformed, forged, expired or other-room access token (`[auth]`).
+    Unauthorized,
     /// A server-side failure.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order of `docs/protocol.md`.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::UnsupportedVersion,
@@ -72,6 +75,7 @@ impl ErrorCode {
         ErrorCode::RoomFull,
         ErrorCode::RoomClosing,
         ErrorCode::Unavailable,
+        ErrorCode::Unauthorized,
         ErrorCode::InvalidSdp,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
@@ -102,6 +106,7 @@ impl ErrorCode {
             ErrorCode::BadState => "badState",
             ErrorCode::RateLimited => "rateLimited",
             ErrorCode::TooMany => "tooMany",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Internal => "internal",
         }
     }
@@ -138,6 +143,9 @@ pub struct JoinRequest {
     /// The room's access code: the right one skips the lobby, a wrong one is refused.
     #[serde(default)]
     pub access_code: Option<String>,
+    /// A room access token (`?token=` of the room URL); never logged.
+    #[serde(default)]
+    pub token: Option<TokenText>,
 }
 
 /// One new sender declared with `publish`.
@@ -728,6 +736,7 @@ mod tests {
                 display_name: "A".into(),
                 protocol_version: 1,
                 access_code: None,
+                token: None,
             })
         );
     }

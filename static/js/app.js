@@ -14,11 +14,27 @@ const roomId = (() => {
   try { return decodeURIComponent(raw); } catch { return raw; }
 })();
 
+/** The room access token: taken from ?token= into this tab's storage and out of the address
+ * bar, so it is not copied with the URL, kept in the history or seen in a screen share. */
+function takeToken(room) {
+  const key = `mm-token:${room}`;
+  const fromUrl = params.get('token');
+  if (fromUrl) {
+    try { sessionStorage.setItem(key, fromUrl); } catch { /* storage off: this page only */ }
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(null, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
+    return fromUrl;
+  }
+  try { return sessionStorage.getItem(key) || ''; } catch { return ''; }
+}
+
 async function boot() {
   if (!roomId) return showHome();
   const problem = roomNameProblem(roomId);
   if (problem) return showHome(`"${roomId}" is not a valid room name: ${problem}. Pick another name below.`);
   meeting.roomId = roomId;
+  meeting.token = takeToken(roomId);
   document.title = `${roomId} · Meeting`;
   const name = (params.get('displayName') || rememberedName()).trim().slice(0, 64);
   if (params.get('autoJoin') === '1' && name) {

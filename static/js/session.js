@@ -9,7 +9,7 @@ import { meeting } from './state.js';
 import { attach, localQueue, syncProducers, stopAllTracks } from './local.js';
 
 /** Join errors after which trying again at once cannot help. */
-const FATAL_JOIN_ERRORS = new Set(['unsupportedVersion', 'roomFull', 'badRequest']);
+const FATAL_JOIN_ERRORS = new Set(['unsupportedVersion', 'roomFull', 'badRequest', 'unauthorized']);
 
 let view = null; // hooks into the meeting screen (meeting-view.js), set by startSession
 let session = null; // {sig, send, recv, pendingOffers, joined, dead}
@@ -65,6 +65,13 @@ function joinError(err) {
       retry: 'Try again',
     };
   }
+  if (err.code === 'unauthorized') {
+    return {
+      title: 'This meeting needs a valid invitation link',
+      detail: `${err.message.replace(/^unauthorized:\s*/, '')}. Open the link you were invited with, or ask the organiser for a new one.`,
+      retry: 'Try again',
+    };
+  }
   if (err.code === 'unsupportedVersion') {
     return { title: 'This page is out of date', detail: 'The server was updated. Reload the page to join.', retry: 'Reload' };
   }
@@ -82,7 +89,9 @@ async function runSession(s) {
   await s.sig.open();
   if (s.dead) return;
 
-  const res = await s.sig.request('join', { displayName: meeting.displayName, protocolVersion: PROTOCOL_VERSION });
+  const join = { displayName: meeting.displayName, protocolVersion: PROTOCOL_VERSION };
+  if (meeting.token) join.token = meeting.token;
+  const res = await s.sig.request('join', join);
   if (s.dead) return;
   s.joined = true;
   meeting.peerId = res.peerId;

@@ -20,6 +20,7 @@ export const meeting = {
   roomId: '',
   peerId: null,
   displayName: '',
+  token: '', // room access token from ?token= (kept in sessionStorage for reloads, never in the URL)
   peers: new Map(), // peerId -> {id, displayName, producers: Map(producerId -> Producer), stale}
   consumers: new Map(), // consumerId -> {id, producerId, peerId, kind, source, mid, paused, track, layer}
   activeSpeakerId: null,

@@ -32,6 +32,8 @@ COMMANDS = {
         "not run",
         "benchmark against Janus: installs the janus package, builds release binaries and "
         "loads both cores for minutes; run by hand, figures in docs/benchmarks.md"),
+    "target/release/multiparty-meeting token --config config.toml --room standup --name Alice "
+    "--role moderator --ttl 2h": ("here", "debug"),
     "podman build --format docker -t multiparty-meeting .": ("test", "tests/container/run.sh"),
     "podman run -d --name meeting --network host multiparty-meeting": ("here", "container"),
     "curl -fsS http://localhost:3000/health": ("here", "container"),
@@ -95,6 +97,22 @@ def run_here(listed):
     out = sh(debug(load), timeout=300)
     assert "ours" in out, out[-2000:]
     print(f"  ran: {debug(load)}")
+
+    token = next(c for c in listed if c.startswith("target/release/multiparty-meeting token"))
+    work = Path(tempfile.mkdtemp(prefix="mm-readme-token-"))
+    try:
+        secret = sh("openssl rand -hex 32").strip()
+        (work / "config.toml").write_text(f'[auth]\nmode = "token"\nkeys = {{ "2026-12" = "{secret}" }}\n')
+        r = subprocess.run(["bash", "-c", debug(token).replace("target/debug/", f"{ROOT}/target/debug/")],
+                           cwd=work, capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("MM_")})
+        assert r.returncode == 0, r.stderr
+        jwt = r.stdout.strip()
+        assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", jwt), r.stdout
+        assert "valid 7200 s for room standup" in r.stderr, r.stderr
+        print(f"  ran: {debug(token)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
     run, curl, stop, run_config = (
         next(c for c in listed if c.startswith("podman run -d --name meeting --network host multiparty-meeting")),
