@@ -44,8 +44,10 @@ fn mint_with_binary(args: &[&str]) -> String {
         .arg("--config")
         .arg(&file)
         .args(args)
-        .env_remove("MM_AUTH_KEYS")
-        .env_remove("MM_AUTH_MODE")
+        // The binary refuses unknown MM_* variables, and the suite sets its own (MM_BIN):
+        // only the file configures this run.
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()
         .expect("the binary runs");
     let _ = std::fs::remove_dir_all(&dir);
