@@ -286,6 +286,23 @@ impl Client {
         }
     }
 
+    /// Hostile-input tests: sends `datagrams` to the server from the send transport's own
+    /// socket (an address the server knows), then replays the last datagrams that transport
+    /// sent when `replay_recent`. Returns the number sent.
+    pub async fn inject_datagrams(
+        &self,
+        datagrams: Vec<Vec<u8>>,
+        replay_recent: bool,
+    ) -> Result<usize, ClientError> {
+        match &self.send {
+            Some(t) => {
+                t.call(|reply| Command::Inject(datagrams, replay_recent, reply))
+                    .await
+            }
+            None => Err(ClientError::Rtc("inject_datagrams before publish".into())),
+        }
+    }
+
     /// Send a request; the response `data` on `ok: true`, `ClientError::Server` otherwise.
     pub async fn request(&self, method: &str, data: Value) -> Result<Value, ClientError> {
         self.signaling.request(method, data).await

@@ -7,6 +7,7 @@
 //! std socket read timeout would do, but Linux rounds it up to scheduler ticks: a 1 ms
 //! `SO_RCVTIMEO` sleeps 4-12 ms here, which showed up as that much added latency per frame.)
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
@@ -67,6 +68,10 @@ pub(crate) enum Command {
     AcceptOffer(String, Reply<String>),
     /// Send transport: stop/restart writing frames of a kind (producer pause/resume).
     SetSending(Kind, bool),
+    /// Hostile-input tests: send these datagrams from this transport's socket to the server
+    /// (its known address), and, when asked, replay the datagrams it sent last; replies the
+    /// number sent.
+    Inject(Vec<Vec<u8>>, bool, Reply<usize>),
     Stop,
 }
 
@@ -110,6 +115,8 @@ impl Transport {
                         connected: false,
                         write_failed: false,
                         shared: shared.clone(),
+                        remote: None,
+                        recent: VecDeque::new(),
                     };
                     let result = driver.run(cmd_rx).await;
                     driver.rtc.disconnect();
@@ -171,7 +178,14 @@ struct Driver {
     /// A write error was reported already (report once, not 50 times a second).
     write_failed: bool,
     shared: Arc<Shared>,
+    /// Where the last datagram went (the server's media address).
+    remote: Option<SocketAddr>,
+    /// The last datagrams sent, for replay by [`Command::Inject`].
+    recent: VecDeque<Vec<u8>>,
 }
+
+/// Datagrams kept for replay.
+const RECENT_KEPT: usize = 32;
 
 impl Driver {
     async fn run(
@@ -260,6 +274,11 @@ impl Driver {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
+                    self.remote = Some(t.destination);
+                    if self.recent.len() == RECENT_KEPT {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(t.contents.to_vec());
                     // Non-blocking: a full send buffer drops the datagram, as a network would.
                     if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
                         tracing::debug!(target: "mm_client", "udp send to {}: {e}", t.destination);
@@ -331,6 +350,23 @@ impl Driver {
                 if let Some(g) = self.generator.as_mut() {
                     g.set_sending(kind, on);
                 }
+            }
+            Command::Inject(datagrams, replay, reply) => {
+                let Some(to) = self.remote else {
+                    let _ = reply.send(Err(ClientError::Rtc("nothing sent yet".into())));
+                    return;
+                };
+                let recent: Vec<Vec<u8>> = if replay {
+                    self.recent.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                let sent = datagrams
+                    .iter()
+                    .chain(recent.iter())
+                    .filter(|d| self.socket.try_send_to(d, to).is_ok())
+                    .count();
+                let _ = reply.send(Ok(sent));
             }
             // Handled by the loop before dispatching here.
             Command::Stop => {}
