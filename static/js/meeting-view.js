@@ -9,10 +9,13 @@ import { SidePanel } from './panel.js';
 import { local, meeting } from './state.js';
 import { listDevices, canPickSpeaker, prefs } from './devices.js';
 import { setMic, setCam, useDevice, startScreenShare, stopScreenShare } from './local.js';
-import { startSession, leave, changeDisplayName, setConsumerSize, inboundStats } from './session.js';
+import {
+  startSession, leave, changeDisplayName, setConsumerSize, inboundStats,
+  sendChat, clearChat, admitPeer, admitAll, denyPeer, kickPeer, setLocked,
+} from './session.js';
 
 const SELF = 'self'; // grid key of our own tiles; their data-peer-id carries the real peerId
-const CONNECTION_LABELS = { connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', closed: 'Disconnected' };
+const CONNECTION_LABELS = { lobby: 'Waiting to be let in', connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', closed: 'Disconnected' };
 
 let grid = null;
 let panel = null;
@@ -42,6 +45,15 @@ export function enterMeeting({ displayName, tracks, micOn, camOn }) {
     },
     onRename: (name) => changeDisplayName(name).catch((err) => toast(`Rename: ${err.message}`, 'error')),
     statsSource: statsRows,
+    actions: {
+      sendChat: (text) => sendChat(text).catch((err) => { toast(`Chat: ${err.message}`, 'error'); throw err; }),
+      clearChat: () => clearChat().catch((err) => toast(`Chat: ${err.message}`, 'error')),
+      admit: (id) => admitPeer(id).catch((err) => toast(`Admit: ${err.message}`, 'error')),
+      admitAll: () => admitAll().catch((err) => toast(`Admit: ${err.message}`, 'error')),
+      deny: (id) => denyPeer(id).catch((err) => toast(`Refuse: ${err.message}`, 'error')),
+      kick: (id, name) => confirmKick(id, name),
+      setLocked: (on) => setLocked(on).catch((err) => toast(`Lock: ${err.message}`, 'error')),
+    },
   });
   panel.showTab('people');
   wireToolbar();
@@ -64,7 +76,62 @@ export function enterMeeting({ displayName, tracks, micOn, camOn }) {
     consumerRemoved,
     ended,
     toast,
+    chatChanged,
+    accessChanged,
+    lobbyChanged,
+    mediaBlocked,
   });
+}
+
+// ---------------------------------------------------------------- chat, lobby, moderation
+
+function chatChanged(added = null) {
+  panel.renderChat(meeting.chat, {
+    selfId: meeting.peerId,
+    canSend: meeting.permissions.has('sendChat'),
+    canClear: meeting.permissions.has('moderateChat'),
+    added,
+  });
+  if (added && added.peerId !== meeting.peerId && !(panel.open && panel.tab === 'chat')) {
+    toast(`${added.displayName}: ${added.text.slice(0, 80)}`);
+  }
+}
+
+function accessChanged() {
+  panel.renderAccess({
+    lobbyPeers: meeting.lobbyPeers,
+    canAdmit: meeting.permissions.has('promotePeer'),
+    canLock: meeting.permissions.has('changeRoomLock'),
+    canKick: meeting.permissions.has('moderateRoom'),
+    locked: meeting.locked,
+  });
+  renderList();
+}
+
+function lobbyChanged() {
+  $('#lobby-wait').hidden = !meeting.inLobby;
+}
+
+/** A moderator blocked (or allowed again) our microphone, camera or screen share. */
+function mediaBlocked(kind, blocked) {
+  const what = { audio: 'microphone', video: 'camera', screen: 'screen share' }[kind] || kind;
+  if (!blocked) {
+    toast(`A moderator allowed your ${what} again`, 'ok');
+    return;
+  }
+  toast(`A moderator turned your ${what} off`, 'warn', 6000);
+  const off = { audio: () => setMic(false), video: () => setCam(false), screen: () => stopScreenShare() }[kind];
+  off?.().catch(() => {}).finally(renderSelf);
+}
+
+async function confirmKick(peerId, name) {
+  const ok = await confirmDialog({
+    title: `Remove ${name}?`,
+    text: `${name} leaves the meeting at once and is told a moderator removed them.`,
+    confirmLabel: 'Remove',
+  });
+  if (!ok) return;
+  await kickPeer(peerId).catch((err) => toast(`Remove: ${err.message}`, 'error'));
 }
 
 function showMeetingNotice(text, kind = 'info') {
@@ -222,6 +289,8 @@ function participantView(peer) {
     sharing: live('screen'),
     speaking: meeting.activeSpeakerId === peer.id,
     stale: !!peer.stale,
+    raisedHand: !!peer.raisedHand,
+    moderator: (peer.roles || []).includes('moderator'),
   };
 }
 
@@ -234,6 +303,7 @@ function renderList() {
     camOn: local.camOn,
     sharing: !!local.screen,
     speaking: !!meeting.peerId && meeting.activeSpeakerId === meeting.peerId,
+    moderator: meeting.roles.includes('moderator'),
   };
   panel.currentName = meeting.displayName;
   panel.renderPeople([self, ...[...meeting.peers.values()].map(participantView)]);

@@ -1,17 +1,20 @@
-// Owns the side panel of the meeting screen: its tabs (People and Stats today; chat and the
-// lobby will be more tabs of the same panel), the participant list with renaming yourself,
-// and the connection statistics that used to be debug badges on the tiles.
+// Owns the side panel of the meeting screen: its tabs (People, Chat, Stats), the participant
+// list with renaming yourself and the moderator's controls (lobby, lock, remove), the chat,
+// and the connection statistics. Every text from the server is set as text, never as HTML.
 
 import { $, initials, hue } from './ui.js';
 
 /** Opens/closes the panel and switches tabs; `onToggle(open)` lets the video area re-layout. */
 export class SidePanel {
-  constructor({ onToggle = () => {}, onRename = () => {}, statsSource = async () => [] } = {}) {
+  constructor({ onToggle = () => {}, onRename = () => {}, statsSource = async () => [], actions = {} } = {}) {
     this.el = $('#side-panel');
     this.onToggle = onToggle;
     this.onRename = onRename;
     this.statsSource = statsSource;
+    this.actions = actions; // {sendChat, clearChat, admit, admitAll, deny, kick, setLocked}
     this.statsTimer = null;
+    this.unread = 0;
+    this.canKick = false;
     for (const tab of this.el.querySelectorAll('[role="tab"]')) {
       tab.addEventListener('click', () => this.showTab(tab.dataset.tab));
       tab.addEventListener('keydown', (ev) => {
@@ -24,6 +27,9 @@ export class SidePanel {
     }
     $('#panel-close').addEventListener('click', () => this.toggle(false));
     this.renameForm();
+    this.chatForm();
+    $('#lobby-admit-all').addEventListener('click', () => this.actions.admitAll?.());
+    $('#lock-button').addEventListener('click', () => this.actions.setLocked?.(!this.locked));
   }
 
   get open() {
@@ -45,6 +51,7 @@ export class SidePanel {
       $(`#${tab.getAttribute('aria-controls')}`).hidden = !selected;
     }
     this.tab = name;
+    if (name === 'chat') this._markRead();
     this._stats();
   }
 
@@ -83,9 +90,113 @@ export class SidePanel {
       state.append(badge('state-mic', p.micOn, 'mic', 'mic off', p.micOn ? 'Microphone on' : 'Microphone off'));
       state.append(badge('state-cam', p.camOn, 'cam', 'cam off', p.camOn ? 'Camera on' : 'Camera off'));
       if (p.sharing) state.append(badge('state-screen', true, 'screen', '', 'Sharing the screen'));
+      if (p.raisedHand) state.append(badge('state-hand', true, 'hand', '', 'Hand raised'));
+      if (p.moderator) state.append(badge('state-moderator', true, 'host', '', 'Moderator'));
       li.append(avatar, name, state);
+      if (this.canKick && !p.self && !p.stale) {
+        const kick = document.createElement('button');
+        kick.type = 'button';
+        kick.className = 'small kick';
+        kick.textContent = 'Remove';
+        kick.setAttribute('aria-label', `Remove ${p.displayName} from the meeting`);
+        kick.addEventListener('click', () => this.actions.kick?.(p.id, p.displayName));
+        li.append(kick);
+      }
       list.append(li);
     }
+  }
+
+  /**
+   * The moderator's part of the People tab: who waits in the lobby (with admit and refuse when
+   * `canAdmit`), and the lock button (when `canLock`).
+   */
+  renderAccess({ lobbyPeers = [], canAdmit = false, canLock = false, locked = false, canKick = false }) {
+    this.locked = locked;
+    this.canKick = canKick;
+    const section = $('#lobby-section');
+    section.hidden = !canAdmit || lobbyPeers.length === 0;
+    $('#lobby-count').textContent = String(lobbyPeers.length);
+    const list = $('#lobby-list');
+    list.replaceChildren();
+    for (const p of lobbyPeers) {
+      const li = document.createElement('li');
+      li.dataset.peerId = p.id;
+      const name = document.createElement('span');
+      name.className = 'pname';
+      name.textContent = p.displayName;
+      const admit = document.createElement('button');
+      admit.type = 'button';
+      admit.className = 'primary small admit';
+      admit.textContent = 'Admit';
+      admit.setAttribute('aria-label', `Admit ${p.displayName}`);
+      admit.addEventListener('click', () => this.actions.admit?.(p.id));
+      const deny = document.createElement('button');
+      deny.type = 'button';
+      deny.className = 'small deny';
+      deny.textContent = 'Refuse';
+      deny.setAttribute('aria-label', `Refuse ${p.displayName}`);
+      deny.addEventListener('click', () => this.actions.deny?.(p.id));
+      li.append(name, admit, deny);
+      list.append(li);
+    }
+    $('#room-controls').hidden = !canLock;
+    const lock = $('#lock-button');
+    lock.textContent = locked ? 'Unlock the meeting' : 'Lock the meeting';
+    lock.setAttribute('aria-pressed', String(locked));
+  }
+
+  /** The Chat tab: `entries` [{peerId, displayName, text, time}], `selfId` marks ours. */
+  renderChat(entries, { selfId, canSend = true, canClear = false, added = null } = {}) {
+    const list = $('#chat-list');
+    list.replaceChildren();
+    for (const e of entries) {
+      const li = document.createElement('li');
+      li.dataset.peerId = e.peerId;
+      const from = document.createElement('span');
+      from.className = 'chat-from';
+      from.textContent = e.peerId === selfId ? 'You' : e.displayName;
+      const text = document.createElement('span');
+      text.className = 'chat-text';
+      text.textContent = e.text;
+      const time = document.createElement('time');
+      time.className = 'chat-time';
+      const at = new Date(e.time);
+      time.dateTime = at.toISOString?.() || '';
+      time.textContent = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      li.append(from, text, time);
+      list.append(li);
+    }
+    list.scrollTop = list.scrollHeight;
+    $('#chat-empty').hidden = entries.length > 0;
+    $('#chat-clear').hidden = !canClear;
+    $('#chat-input').disabled = !canSend;
+    if (added && added.peerId !== selfId && !(this.open && this.tab === 'chat')) {
+      this.unread += 1;
+      const badge = $('#chat-unread');
+      badge.textContent = String(this.unread);
+      badge.hidden = false;
+    }
+  }
+
+  _markRead() {
+    this.unread = 0;
+    $('#chat-unread').hidden = true;
+  }
+
+  /** The message box: Enter sends, Shift+Enter is a new line. */
+  chatForm() {
+    const form = $('#chat-form');
+    const input = $('#chat-input');
+    const send = () => {
+      const text = input.value.trim();
+      if (!text) return;
+      Promise.resolve(this.actions.sendChat?.(text)).then(() => { input.value = ''; }).catch(() => {});
+    };
+    form.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+    input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); send(); }
+    });
+    $('#chat-clear').addEventListener('click', () => this.actions.clearChat?.());
   }
 
   /** The "Rename" control of the People tab: a real button and form, reachable by keyboard. */

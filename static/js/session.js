@@ -91,10 +91,26 @@ async function runSession(s) {
 
   const join = { displayName: meeting.displayName, protocolVersion: PROTOCOL_VERSION };
   if (meeting.token) join.token = meeting.token;
-  const res = await s.sig.request('join', join);
+  let res = await s.sig.request('join', join);
   if (s.dead) return;
   s.joined = true;
   meeting.peerId = res.peerId;
+  applyAccess(res);
+  if (res.lobby) {
+    // Locked room, or no moderator yet: wait until a moderator admits us (`admitted` carries
+    // the join response) or refuses (`denied`). Nothing is published meanwhile.
+    meeting.state = 'lobby';
+    meeting.inLobby = true;
+    view.connectionChanged('lobby');
+    view.lobbyChanged();
+    res = await new Promise((resolve) => { s.admit = resolve; });
+    if (s.dead) return;
+    meeting.inLobby = false;
+    meeting.peerId = res.peerId || meeting.peerId;
+    applyAccess(res);
+    view.lobbyChanged();
+    view.toast('A moderator let you in', 'ok');
+  }
   const iceServers = Array.isArray(res.iceServers) ? res.iceServers : [];
   const request = (method, data) => s.sig.request(method, data);
 
@@ -126,6 +142,17 @@ async function runSession(s) {
   view.connectionChanged('connected');
   view.selfChanged();
   if (wasReconnecting) view.toast('Reconnected', 'ok');
+}
+
+/** Roles, permissions, lock and chat history from a join response (or `admitted`). */
+function applyAccess(res) {
+  meeting.roles = Array.isArray(res.roles) ? res.roles : [];
+  meeting.permissions = new Set(Array.isArray(res.permissions) ? res.permissions : []);
+  meeting.locked = !!res.locked;
+  if (Array.isArray(res.chatHistory)) meeting.chat = res.chatHistory.slice(-500);
+  if (!meeting.permissions.has('promotePeer')) meeting.lobbyPeers = [];
+  view.accessChanged();
+  view.chatChanged();
 }
 
 /** Tears the session down and schedules a rejoin with a growing delay. */
@@ -195,7 +222,7 @@ export async function changeDisplayName(name) {
   meeting.displayName = displayName;
   view.selfChanged();
   const s = session;
-  if (s && !s.dead && meeting.state === 'joined') await s.sig.request('changeDisplayName', { displayName });
+  if (s && !s.dead && (meeting.state === 'joined' || meeting.state === 'lobby')) await s.sig.request('changeDisplayName', { displayName });
 }
 
 // ---------------------------------------------------------------- notifications
@@ -217,12 +244,63 @@ function onNotification(s, method, data) {
         view.selfChanged();
       }
       const peer = meeting.peers.get(data.peerId);
-      if (peer && data.displayName) {
-        peer.displayName = data.displayName;
+      if (peer) {
+        if (data.displayName) peer.displayName = data.displayName;
+        if (Array.isArray(data.roles)) peer.roles = data.roles;
+        if (typeof data.raisedHand === 'boolean') peer.raisedHand = data.raisedHand;
         view.peerChanged(peer.id);
       }
       break;
     }
+    case 'chatMessage':
+      meeting.chat.push(data);
+      if (meeting.chat.length > 500) meeting.chat.splice(0, meeting.chat.length - 500);
+      view.chatChanged(data);
+      break;
+    case 'chatCleared':
+      meeting.chat = [];
+      view.chatChanged();
+      view.toast('A moderator cleared the chat');
+      break;
+    case 'roomLocked':
+    case 'roomUnlocked':
+      meeting.locked = method === 'roomLocked';
+      view.accessChanged();
+      view.toast(meeting.locked ? 'The meeting is locked: newcomers wait in the lobby' : 'The meeting is unlocked');
+      break;
+    case 'lobbyPeers': {
+      const before = new Set(meeting.lobbyPeers.map((p) => p.id));
+      meeting.lobbyPeers = Array.isArray(data.peers) ? data.peers : [];
+      view.accessChanged();
+      const arrived = meeting.lobbyPeers.filter((p) => !before.has(p.id));
+      if (arrived.length) view.toast(`${arrived.map((p) => p.displayName).join(', ')} ${arrived.length > 1 ? 'are' : 'is'} waiting to join`, 'warn', 6000);
+      break;
+    }
+    case 'permissionsChanged':
+      meeting.roles = Array.isArray(data.roles) ? data.roles : [];
+      meeting.permissions = new Set(Array.isArray(data.permissions) ? data.permissions : []);
+      view.accessChanged();
+      break;
+    case 'admitted':
+      s.admit?.(data);
+      break;
+    case 'denied':
+      endMeeting({ title: 'You were not let in', detail: 'A moderator declined your request to join this meeting.', retry: 'Ask again' });
+      break;
+    case 'kicked':
+      endMeeting({
+        title: 'You were removed from the meeting',
+        detail: data.reason ? `A moderator removed you: ${data.reason}.` : 'A moderator removed you.',
+        retry: 'Rejoin',
+      });
+      break;
+    case 'meetingClosed':
+      endMeeting({ title: 'The meeting has ended', detail: 'A moderator ended the meeting for everyone.', retry: 'Start it again' });
+      break;
+    case 'mediaBlocked':
+    case 'mediaAllowed':
+      view.mediaBlocked(data.kind, method === 'mediaBlocked');
+      break;
     case 'producerAdded': {
       const p = data.producer;
       const peer = meeting.peers.get(p.peerId);
@@ -296,8 +374,11 @@ function addPeer(peer) {
     existing.stale = false;
     for (const [id, p] of producers) existing.producers.set(id, p);
   } else {
-    meeting.peers.set(peer.id, { id: peer.id, displayName: peer.displayName, producers, stale: false });
+    meeting.peers.set(peer.id, { id: peer.id, displayName: peer.displayName, producers, roles: [], raisedHand: false, stale: false });
   }
+  const entry = meeting.peers.get(peer.id);
+  if (Array.isArray(peer.roles)) entry.roles = peer.roles;
+  if (typeof peer.raisedHand === 'boolean') entry.raisedHand = peer.raisedHand;
   view.peerChanged(peer.id);
 }
 
@@ -360,6 +441,23 @@ export async function inboundStats() {
   return recv ? recv.inboundStats() : [];
 }
 
+// ---------------------------------------------------------------- meeting requests
+
+/** A meeting request (chat, lobby, moderation); rejects when not in the meeting. */
+function meetingRequest(method, data = {}) {
+  const s = session;
+  if (!s || s.dead || !s.joined || meeting.state !== 'joined') return Promise.reject(new Error('not connected to the meeting'));
+  return s.sig.request(method, data);
+}
+
+export const sendChat = (text) => meetingRequest('chatMessage', { text });
+export const clearChat = () => meetingRequest('clearChat');
+export const admitPeer = (peerId) => meetingRequest('promotePeer', { peerId });
+export const admitAll = () => meetingRequest('promoteAllPeers');
+export const denyPeer = (peerId) => meetingRequest('denyPeer', { peerId });
+export const kickPeer = (peerId) => meetingRequest('kickPeer', { peerId });
+export const setLocked = (locked) => meetingRequest(locked ? 'lockRoom' : 'unlockRoom');
+
 // Getters must stay getters on window.meeting (Object.assign would copy their current value).
 Object.defineProperties(meeting, {
   producers: {
@@ -371,4 +469,4 @@ Object.defineProperties(meeting, {
   sendPc: { get: () => session?.send?.pc || null },
   recvPc: { get: () => session?.recv?.pc || null },
 });
-Object.assign(meeting, { inboundStats, leave, changeDisplayName });
+Object.assign(meeting, { inboundStats, leave, changeDisplayName, sendChat, clearChat, admitPeer, admitAll, denyPeer, kickPeer, setLocked });

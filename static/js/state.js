@@ -16,14 +16,20 @@ export const local = {
 
 /** The meeting. Methods are attached by session.js and local.js. */
 export const meeting = {
-  state: 'idle', // 'idle' | 'joining' | 'joined' | 'reconnecting' | 'closed'
+  state: 'idle', // 'idle' | 'joining' | 'lobby' | 'joined' | 'reconnecting' | 'closed'
   roomId: '',
   peerId: null,
   displayName: '',
   token: '', // room access token from ?token= (kept in sessionStorage for reloads, never in the URL)
-  peers: new Map(), // peerId -> {id, displayName, producers: Map(producerId -> Producer), stale}
+  peers: new Map(), // peerId -> {id, displayName, producers: Map(producerId -> Producer), roles, raisedHand, stale}
   consumers: new Map(), // consumerId -> {id, producerId, peerId, kind, source, mid, paused, track, layer}
   activeSpeakerId: null,
+  inLobby: false, // waiting in the lobby until a moderator admits us
+  roles: [], // ours, as the server says
+  permissions: new Set(), // ours: what the controls may offer
+  locked: false,
+  lobbyPeers: [], // [{id, displayName}] waiting, for those who may admit
+  chat: [], // [{peerId, displayName, text, time}]
   notice: '',
   log: [], // last notifications, for debugging
   get micOn() { return local.micOn; },
