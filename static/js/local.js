@@ -68,10 +68,18 @@ export function watchLocalTrack(source, track) {
   });
 }
 
+/** A moderator blocked this kind of media (`mediaBlocked`): only they can allow it again. */
+function refuseWhenBlocked(kind) {
+  if (!meeting.blocked.has(kind)) return;
+  const what = { audio: 'microphone', video: 'camera', screen: 'screen share' }[kind];
+  throw new Error(`a moderator turned your ${what} off; ask them to allow it again`);
+}
+
 /** Microphone on or off; the choice is remembered for the next join (a muted person stays muted). */
 export async function setMic(on) {
   return localQueue.run(async () => {
     if (meeting.state === 'closed') return;
+    if (on) refuseWhenBlocked('audio');
     if (on && (!local.mic || local.mic.readyState !== 'live')) {
       local.mic = await getMicTrack(local.micDeviceId);
       watchLocalTrack('mic', local.mic);
@@ -94,6 +102,7 @@ export async function setMic(on) {
 export async function setCam(on) {
   return localQueue.run(async () => {
     if (meeting.state === 'closed') return;
+    if (on) refuseWhenBlocked('video');
     if (on && (!local.cam || local.cam.readyState !== 'live')) {
       local.cam = await getCamTrack(local.camDeviceId);
       watchLocalTrack('webcam', local.cam);
@@ -147,6 +156,7 @@ export async function useDevice(kind, deviceId) {
 export async function startScreenShare() {
   if (meeting.state === 'closed') throw new Error('not in a meeting');
   if (local.screen) return;
+  refuseWhenBlocked('screen');
   const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
   const track = stream.getVideoTracks()[0];
   for (const extra of stream.getTracks()) if (extra !== track) extra.stop();

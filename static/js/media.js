@@ -111,7 +111,14 @@ export class SendTransport {
     if (!p) return;
     await p.transceiver.sender.replaceTrack(track);
     p.paused = false;
-    await this.request('resumeProducer', { producerId: p.id });
+    try {
+      await this.request('resumeProducer', { producerId: p.id });
+    } catch (err) {
+      // Refused (a moderator blocked it): the producer stays paused, and so does the sender.
+      p.paused = true;
+      await p.transceiver.sender.replaceTrack(null).catch(() => {});
+      throw err;
+    }
   }
 
   /** Swap the track without touching the producer state (device change). */

@@ -11,7 +11,7 @@ import { listDevices, canPickSpeaker, prefs } from './devices.js';
 import { setMic, setCam, useDevice, startScreenShare, stopScreenShare } from './local.js';
 import {
   startSession, leave, changeDisplayName, setConsumerSize, inboundStats,
-  sendChat, clearChat, admitPeer, admitAll, denyPeer, kickPeer, setLocked,
+  sendChat, clearChat, admitPeer, admitAll, denyPeer, kickPeer, setLocked, closeMeeting, moderate, raiseHand,
 } from './session.js';
 
 const SELF = 'self'; // grid key of our own tiles; their data-peer-id carries the real peerId
@@ -53,6 +53,8 @@ export function enterMeeting({ displayName, tracks, micOn, camOn }) {
       deny: (id) => denyPeer(id).catch((err) => toast(`Refuse: ${err.message}`, 'error')),
       kick: (id, name) => confirmKick(id, name),
       setLocked: (on) => setLocked(on).catch((err) => toast(`Lock: ${err.message}`, 'error')),
+      moderate: (method, id) => moderate(method, id).catch((err) => toast(`${method}: ${err.message}`, 'error')),
+      closeMeeting: () => confirmCloseMeeting(),
     },
   });
   panel.showTab('people');
@@ -124,6 +126,19 @@ function mediaBlocked(kind, blocked) {
   off?.().catch(() => {}).finally(renderSelf);
 }
 
+async function confirmCloseMeeting() {
+  const ok = await confirmDialog({
+    title: 'End the meeting for everyone?',
+    text: 'Everyone, including people waiting in the lobby, leaves at once. The chat is deleted.',
+    confirmLabel: 'End for all',
+  });
+  if (ok) await closeMeeting().catch((err) => toast(`End: ${err.message}`, 'error'));
+}
+
+function toggleHand() {
+  return raiseHand(!meeting.raisedHand).catch((err) => toast(`Hand: ${err.message}`, 'error'));
+}
+
 async function confirmKick(peerId, name) {
   const ok = await confirmDialog({
     title: `Remove ${name}?`,
@@ -180,6 +195,7 @@ function wireToolbar() {
   $('#cam-button').addEventListener('click', toggleCam);
   $('#screen-button').addEventListener('click', toggleShare);
   $('#layout-button').addEventListener('click', toggleLayout);
+  $('#hand-button').addEventListener('click', toggleHand);
   $('#participants-button').addEventListener('click', () => panel.toggle(!panel.open, 'people'));
   $('#settings-button').addEventListener('click', openSettings);
   $('#leave-button').addEventListener('click', confirmLeave);
@@ -192,6 +208,7 @@ const SHORTCUTS = {
   s: toggleShare,
   p: () => panel.toggle(!panel.open, 'people'),
   l: toggleLayout,
+  h: toggleHand,
 };
 
 function wireShortcuts() {
@@ -216,6 +233,7 @@ function renderToolbar() {
   const speaker = grid?.mode === 'speaker';
   setToggle($('#layout-button'), speaker, { onTitle: 'Show everyone in a grid (L)', offTitle: 'Show the speaker large (L)' });
   $('#layout-button .tool-label').textContent = speaker ? 'Grid' : 'Speaker';
+  setToggle($('#hand-button'), meeting.raisedHand, { onTitle: 'Lower your hand (H)', offTitle: 'Raise your hand (H)' });
 }
 
 // ---------------------------------------------------------------- invite
@@ -304,6 +322,7 @@ function renderList() {
     sharing: !!local.screen,
     speaking: !!meeting.peerId && meeting.activeSpeakerId === meeting.peerId,
     moderator: meeting.roles.includes('moderator'),
+    raisedHand: meeting.raisedHand,
   };
   panel.currentName = meeting.displayName;
   panel.renderPeople([self, ...[...meeting.peers.values()].map(participantView)]);

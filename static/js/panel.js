@@ -30,6 +30,9 @@ export class SidePanel {
     this.chatForm();
     $('#lobby-admit-all').addEventListener('click', () => this.actions.admitAll?.());
     $('#lock-button').addEventListener('click', () => this.actions.setLocked?.(!this.locked));
+    $('#mute-all-button').addEventListener('click', () => this.actions.moderate?.('muteAll'));
+    $('#stop-all-video-button').addEventListener('click', () => this.actions.moderate?.('stopAllVideo'));
+    $('#close-meeting-button').addEventListener('click', () => this.actions.closeMeeting?.());
   }
 
   get open() {
@@ -94,13 +97,21 @@ export class SidePanel {
       if (p.moderator) state.append(badge('state-moderator', true, 'host', '', 'Moderator'));
       li.append(avatar, name, state);
       if (this.canKick && !p.self && !p.stale) {
-        const kick = document.createElement('button');
-        kick.type = 'button';
-        kick.className = 'small kick';
-        kick.textContent = 'Remove';
-        kick.setAttribute('aria-label', `Remove ${p.displayName} from the meeting`);
-        kick.addEventListener('click', () => this.actions.kick?.(p.id, p.displayName));
-        li.append(kick);
+        // The moderator's controls for this participant, each only when it applies.
+        const control = (cls, text, label, onClick) => {
+          const b = document.createElement('button');
+          b.type = 'button';
+          b.className = `small ${cls}`;
+          b.textContent = text;
+          b.setAttribute('aria-label', label);
+          b.addEventListener('click', onClick);
+          li.append(b);
+        };
+        if (p.raisedHand) control('lower-hand', 'Lower hand', `Lower ${p.displayName}'s hand`, () => this.actions.moderate?.('lowerHand', p.id));
+        if (p.micOn) control('mute', 'Mute', `Mute ${p.displayName}`, () => this.actions.moderate?.('mutePeer', p.id));
+        if (p.camOn) control('stop-video', 'Stop video', `Stop ${p.displayName}'s camera`, () => this.actions.moderate?.('stopPeerVideo', p.id));
+        if (p.sharing) control('stop-share', 'Stop share', `Stop ${p.displayName}'s screen share`, () => this.actions.moderate?.('stopPeerScreenShare', p.id));
+        control('kick', 'Remove', `Remove ${p.displayName} from the meeting`, () => this.actions.kick?.(p.id, p.displayName));
       }
       list.append(li);
     }
@@ -140,6 +151,7 @@ export class SidePanel {
       list.append(li);
     }
     $('#room-controls').hidden = !canLock;
+    $('#moderator-controls').hidden = !canKick;
     const lock = $('#lock-button');
     lock.textContent = locked ? 'Unlock the meeting' : 'Lock the meeting';
     lock.setAttribute('aria-pressed', String(locked));

@@ -93,6 +93,7 @@ async function runSession(s) {
   if (meeting.token) join.token = meeting.token;
   let res = await s.sig.request('join', join);
   if (s.dead) return;
+  meeting.blocked.clear(); // a block is of the peer the server had: a new join starts free
   s.joined = true;
   meeting.peerId = res.peerId;
   applyAccess(res);
@@ -239,8 +240,13 @@ function onNotification(s, method, data) {
       removePeer(data.peerId);
       break;
     case 'peerUpdated': {
-      if (data.peerId === meeting.peerId && data.displayName) {
-        meeting.displayName = data.displayName;
+      if (data.peerId === meeting.peerId) {
+        if (data.displayName) meeting.displayName = data.displayName;
+        if (typeof data.raisedHand === 'boolean') {
+          if (meeting.raisedHand && !data.raisedHand) view.toast('A moderator lowered your hand');
+          meeting.raisedHand = data.raisedHand;
+        }
+        if (Array.isArray(data.roles)) meeting.roles = data.roles;
         view.selfChanged();
       }
       const peer = meeting.peers.get(data.peerId);
@@ -299,6 +305,8 @@ function onNotification(s, method, data) {
       break;
     case 'mediaBlocked':
     case 'mediaAllowed':
+      if (method === 'mediaBlocked') meeting.blocked.add(data.kind);
+      else meeting.blocked.delete(data.kind);
       view.mediaBlocked(data.kind, method === 'mediaBlocked');
       break;
     case 'producerAdded': {
@@ -457,6 +465,14 @@ export const admitAll = () => meetingRequest('promoteAllPeers');
 export const denyPeer = (peerId) => meetingRequest('denyPeer', { peerId });
 export const kickPeer = (peerId) => meetingRequest('kickPeer', { peerId });
 export const setLocked = (locked) => meetingRequest(locked ? 'lockRoom' : 'unlockRoom');
+export const closeMeeting = () => meetingRequest('closeMeeting');
+/** mutePeer, stopPeerVideo, stopPeerScreenShare, lowerHand (with a peer), muteAll, stopAllVideo. */
+export const moderate = (method, peerId) => meetingRequest(method, peerId ? { peerId } : {});
+export async function raiseHand(raised) {
+  await meetingRequest('raiseHand', { raised });
+  meeting.raisedHand = raised;
+  view.selfChanged();
+}
 
 // Getters must stay getters on window.meeting (Object.assign would copy their current value).
 Object.defineProperties(meeting, {
@@ -469,4 +485,4 @@ Object.defineProperties(meeting, {
   sendPc: { get: () => session?.send?.pc || null },
   recvPc: { get: () => session?.recv?.pc || null },
 });
-Object.assign(meeting, { inboundStats, leave, changeDisplayName, sendChat, clearChat, admitPeer, admitAll, denyPeer, kickPeer, setLocked });
+Object.assign(meeting, { inboundStats, leave, changeDisplayName, sendChat, clearChat, admitPeer, admitAll, denyPeer, kickPeer, setLocked, closeMeeting, moderate, raiseHand });

@@ -28,6 +28,8 @@ export const meeting = {
   roles: [], // ours, as the server says
   permissions: new Set(), // ours: what the controls may offer
   locked: false,
+  raisedHand: false, // our own hand
+  blocked: new Set(), // 'audio' | 'video' | 'screen' a moderator turned off (until mediaAllowed)
   lobbyPeers: [], // [{id, displayName}] waiting, for those who may admit
   chat: [], // [{peerId, displayName, text, time}]
   notice: '',

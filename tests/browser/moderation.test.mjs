@@ -175,6 +175,37 @@ e2e('the moderator removes a page: it leaves the meeting, is told why and does n
     }, { timeoutMs: 10000 });
     assert.equal(await victim.evaluate(() => document.querySelectorAll('#participant-list .kick').length), 0);
   });
+  await step(t, 'Vic raises a hand with the button; Mia sees it and lowers it', async () => {
+    await victim.click('#hand-button');
+    await openTab(mod, 'people');
+    await waitFor('Mia to see Vic\'s hand, with Lower hand', async () => {
+      const n = await mod.evaluate(() => document.querySelectorAll('#participant-list .state-hand, #participant-list .lower-hand').length);
+      return { ok: n === 2, detail: n };
+    }, { timeoutMs: 10000 });
+    await mod.click('#participant-list .lower-hand');
+    await waitFor('Vic\'s hand to be down on both pages', async () => {
+      const v = await victim.evaluate(() => ({ mine: window.meeting.raisedHand, pressed: document.getElementById('hand-button').getAttribute('aria-pressed') }));
+      const m = await mod.evaluate(() => document.querySelectorAll('#participant-list .state-hand').length);
+      return { ok: v.mine === false && v.pressed === 'false' && m === 0, detail: { v, m } };
+    }, { timeoutMs: 10000 });
+  });
+  await step(t, 'Mia mutes Vic: Vic\'s microphone goes off and Vic cannot turn it back on', async () => {
+    await waitFor('Mia to offer Mute for Vic', async () => {
+      const n = await mod.evaluate(() => document.querySelectorAll('#participant-list .mute').length);
+      return { ok: n === 1, detail: n };
+    }, { timeoutMs: 10000 });
+    await mod.click('#participant-list .mute');
+    await waitFor('Vic\'s microphone to be off, with a message', async () => {
+      const v = await victim.evaluate(() => ({ mic: window.meeting.micOn, toasts: window.meeting.toasts.map((x) => x.text) }));
+      return { ok: v.mic === false && v.toasts.some((x) => /moderator turned your microphone off/.test(x)), detail: v };
+    }, { timeoutMs: 10000 });
+    await victim.click('#mic-button');
+    await sleep(1500);
+    const mine = await victim.evaluate(() => ({ mic: window.meeting.micOn, producers: window.meeting.producers.filter((p) => p.source === 'mic') }));
+    assert.ok(mine.producers.every((p) => p.paused), `Vic's microphone must stay paused on the server: ${JSON.stringify(mine)}`);
+    const seen = await mod.evaluate(() => [...[...window.meeting.peers.values()][0].producers.values()].filter((p) => p.source === 'mic'));
+    assert.ok(seen.every((p) => p.paused), `Mia must not see Vic's microphone live: ${JSON.stringify(seen)}`);
+  });
   await step(t, 'Remove, confirmed, ends Vic\'s meeting with a message and drops Vic from the list', async () => {
     await openTab(mod, 'people');
     await waitFor('Mia to offer Remove for Vic', async () => {
