@@ -288,7 +288,15 @@ e2e('bug 10: text colours pass WCAG AA contrast (axe-core) on every screen, phon
   const found = [];
   // The checker itself must be able to fail: grey on grey is caught.
   const control = await openPage('/', 'axe-control');
-  await control.evaluate(() => document.body.insertAdjacentHTML('beforeend', '<p id="low-contrast" style="color:#777;background:#888">hard to read</p>'));
+  // Styled through the CSSOM: the page's CSP refuses inline style attributes.
+  await control.evaluate(() => {
+    const p = document.createElement('p');
+    p.id = 'low-contrast';
+    p.textContent = 'hard to read';
+    p.style.color = '#777';
+    p.style.background = '#888';
+    document.body.append(p);
+  });
   const caught = await axeViolations(control, 'control');
   assert.ok(caught.some((v) => v.includes('color-contrast') && v.includes('#low-contrast')), `axe-core must flag grey on grey: ${caught.join('\n')}`);
   await closePeers(control);
