@@ -12,8 +12,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  ServerProcess, checkPrerequisites, launchChromium, openPeer, waitFor, formatDiagnostics, freePort, sleep,
+  ServerProcess, checkPrerequisites, waitFor, formatDiagnostics, freePort, sleep,
 } from './harness.mjs';
+import { launchChromium } from './browsers.mjs';
 
 const SECRET = `coturn-${crypto.randomBytes(12).toString('hex')}`;
 let coturn = null;
@@ -92,7 +93,7 @@ after(async () => {
     for (const s of servers.slice(1)) process.stderr.write(`----- other server -----\n${s.log.text()}\n`);
     if (coturn) process.stderr.write(`----- coturn log -----\n${coturn.log()}\n`);
   }
-  for (const p of peers) await p.context.close().catch(() => {});
+  for (const p of peers) await p.close().catch(() => {});
   await browser?.close().catch(() => {});
   for (const s of servers) await s.stop();
   coturn?.stop();
@@ -127,8 +128,8 @@ test('pages forced to relay have media both ways through coturn', { timeout: 120
   try {
     const server = await startServer(SECRET);
     const room = `turn-${crypto.randomBytes(4).toString('hex')}`;
-    const a = await openPeer(browser, `${server.baseUrl}/${room}?displayName=A&autoJoin=1&relay=1`, 'A');
-    const b = await openPeer(browser, `${server.baseUrl}/${room}?displayName=B&autoJoin=1&relay=1`, 'B');
+    const a = await browser.openPeer(`${server.baseUrl}/${room}?displayName=A&autoJoin=1&relay=1`, 'A');
+    const b = await browser.openPeer(`${server.baseUrl}/${room}?displayName=B&autoJoin=1&relay=1`, 'B');
     peers.push(a, b);
     for (const [me, other] of [[a, b], [b, a]]) {
       await waitFor(`${me.label} decodes ${other.label}'s video and receives its audio through TURN`, async () => {
@@ -154,8 +155,8 @@ test('a secret coturn does not know fails with a clear message on the page', { t
   try {
     const server = await startServer(`not-${SECRET}`);
     const room = `turn-bad-${crypto.randomBytes(4).toString('hex')}`;
-    const c = await openPeer(browser, `${server.baseUrl}/${room}?displayName=C&autoJoin=1&relay=1`, 'C');
-    const d = await openPeer(browser, `${server.baseUrl}/${room}?displayName=D&autoJoin=1&relay=1`, 'D');
+    const c = await browser.openPeer(`${server.baseUrl}/${room}?displayName=C&autoJoin=1&relay=1`, 'C');
+    const d = await browser.openPeer(`${server.baseUrl}/${room}?displayName=D&autoJoin=1&relay=1`, 'D');
     peers.push(c, d);
     for (const p of [c, d]) {
       await waitFor(`${p.label} says TURN refused its credentials`, async () => {
