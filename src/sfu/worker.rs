@@ -455,6 +455,11 @@ struct Consumer {
     time_offset: u64,
     /// Last RTP time written.
     last_out: Option<u64>,
+    /// Video: forward nothing until the next keyframe of the forwarded layer. Set at the
+    /// start, after a frame str0m could not deliver contiguously (loss NACK did not repair in
+    /// time) and while the producer is paused: a delta frame whose references the subscriber
+    /// never got decodes as garbage, so the picture freezes instead.
+    need_keyframe: bool,
 }
 
 struct PeerMedia {
@@ -927,9 +932,16 @@ impl Worker {
             }
         }
         if producer.paused {
+            // Frames dropped here are references the subscribers will not have.
+            for cid in &producer.consumers {
+                if let Some(c) = self.consumers.get_mut(cid) {
+                    c.need_keyframe = true;
+                }
+            }
             return;
         }
         let producer = &*producer;
+        let video = producer.kind == MediaKind::Video;
         let simulcast = !rid.is_empty();
         let mut after = Vec::new();
         let mut writes = Vec::new();
@@ -964,6 +976,18 @@ impl Worker {
                     ));
                 }
                 if c.current.as_deref() != Some(rid.as_str()) {
+                    continue;
+                }
+            }
+            if video {
+                if keyframe {
+                    c.need_keyframe = false;
+                } else if c.need_keyframe || !data.contiguous {
+                    // Something before this frame is missing for this subscriber: wait for a
+                    // keyframe of this layer (requested, throttled) rather than forward a
+                    // frame that cannot decode.
+                    c.need_keyframe = true;
+                    after.push(After::KeyframeRequest(producer.id.clone(), layer_rid(&rid)));
                     continue;
                 }
             }
@@ -1012,7 +1036,14 @@ impl Worker {
         self.run_after(after);
     }
 
-    fn run_after(&mut self, after: Vec<After>) {
+    fn run_after(&mut self, mut after: Vec<After>) {
+        // One request per layer and frame is enough (the requests are throttled anyway).
+        after.dedup_by(|a, b| match (a, b) {
+            (After::KeyframeRequest(p1, r1), After::KeyframeRequest(p2, r2)) => {
+                p1 == p2 && r1 == r2
+            }
+            _ => false,
+        });
         for a in after {
             match a {
                 After::KeyframeRequest(pid, rid) => {
@@ -1513,6 +1544,7 @@ impl Worker {
                 display_height: None,
                 time_offset: 0,
                 last_out: None,
+                need_keyframe: true,
             },
         );
         if let Some(t) = self.transports.get_mut(&key) {
@@ -1655,4 +1687,9 @@ fn effective_bitrate(l: &LayerStats) -> u64 {
         1 => 500_000,
         _ => 1_500_000,
     }
+}
+
+/// The rid of a layer for a keyframe request: `None` without simulcast.
+fn layer_rid(rid: &str) -> Option<String> {
+    (!rid.is_empty()).then(|| rid.to_string())
 }
