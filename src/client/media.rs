@@ -38,6 +38,9 @@ pub struct PublishSpec {
     pub keyframe_bytes: usize,
     /// Audio level written in the audio-level header extension (dBov, 0 loudest, -127 silence).
     pub audio_level: i8,
+    /// Video packets kept for retransmission (NACK); `None`: str0m's default. A small value
+    /// makes lost packets unrepairable, as when a resend also gets lost or comes too late.
+    pub resend_buffer_video: Option<usize>,
 }
 
 impl Default for PublishSpec {
@@ -52,6 +55,7 @@ impl Default for PublishSpec {
             video_frame_bytes: 1_000,
             keyframe_bytes: 4_000,
             audio_level: -30,
+            resend_buffer_video: None,
         }
     }
 }
@@ -183,6 +187,9 @@ struct Track {
     next_at: Option<Instant>,
     sending: bool,
     force_keyframe: bool,
+    /// Simulcast layers sent, from the lowest (the others are switched off, as a browser
+    /// does under CPU or bandwidth limits).
+    layers_on: usize,
 }
 
 /// A track the generator is set up to send (its mid and source), for the `publish` request.
@@ -247,6 +254,7 @@ impl Generator {
             next_at: None,
             sending: true,
             force_keyframe: true,
+            layers_on: usize::MAX,
         });
     }
 
@@ -273,6 +281,17 @@ impl Generator {
                 t.force_keyframe = true;
             }
             t.sending = sending;
+        }
+    }
+
+    /// Sends only the lowest `n` simulcast layers of the video tracks; a layer switched back
+    /// on starts with a keyframe, like a real encoder.
+    pub fn set_video_layers(&mut self, n: usize) {
+        for t in self.tracks.iter_mut().filter(|t| t.kind == Kind::Video) {
+            if n > t.layers_on.min(t.layers.len()) {
+                t.force_keyframe = true;
+            }
+            t.layers_on = n;
         }
     }
 
@@ -336,7 +355,7 @@ impl Generator {
                     let rtp_time = MediaTime::from_90khz(
                         u64::from(seq) * 90_000 / u64::from(spec.video_fps.max(1)),
                     );
-                    for layer in &t.layers {
+                    for layer in t.layers.iter().take(t.layers_on.max(1)) {
                         let bytes = if keyframe {
                             spec.keyframe_bytes
                         } else {

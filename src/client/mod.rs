@@ -286,6 +286,24 @@ impl Client {
         }
     }
 
+    /// Sends only the lowest `layers` simulcast layers of the camera (at least one), like a
+    /// browser that switches its upper layers off; raising it restarts them at a keyframe.
+    pub fn set_video_layers(&self, layers: usize) -> Result<(), ClientError> {
+        match &self.send {
+            Some(t) => t.send(Command::SetVideoLayers(layers)),
+            None => Err(ClientError::Rtc("set_video_layers before publish".into())),
+        }
+    }
+
+    /// Loss tests: the send transport does not send its next `packets` RTP datagrams (nor
+    /// their retransmissions), as a burst of loss NACK cannot repair would.
+    pub fn drop_next_rtp(&self, packets: u32) -> Result<(), ClientError> {
+        match &self.send {
+            Some(t) => t.send(Command::DropRtp(packets)),
+            None => Err(ClientError::Rtc("drop_next_rtp before publish".into())),
+        }
+    }
+
     /// Hostile-input tests: sends `datagrams` to the server from the send transport's own
     /// socket (an address the server knows), then replays the last datagrams that transport
     /// sent when `replay_recent`. Returns the number sent.

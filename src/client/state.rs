@@ -37,6 +37,12 @@ pub struct ConsumerStats {
     pub keyframes: u64,
     /// Frames str0m flagged as not contiguous with the previous one (RTP sequence gap).
     pub discontinuities: u64,
+    /// Video delta frames (not keyframes) that do not follow the frame received just before
+    /// (by stamp sequence): frames whose references this subscriber never got, which a real
+    /// decoder shows as garbage. An SFU must never forward one.
+    pub broken_deltas: u64,
+    /// Stamp sequence of the latest frame received.
+    pub last_seq: Option<u32>,
     /// Frames that carried this crate's sequence/timestamp stamp.
     pub stamped_frames: u64,
     /// Lowest stamp sequence seen.
@@ -67,6 +73,8 @@ impl ConsumerStats {
             bytes: 0,
             keyframes: 0,
             discontinuities: 0,
+            broken_deltas: 0,
+            last_seq: None,
             stamped_frames: 0,
             first_seq: None,
             max_seq: None,
@@ -100,10 +108,20 @@ impl ConsumerStats {
             self.discontinuities += 1;
         }
         self.bytes += data.len() as u64;
-        if self.kind == Kind::Video && is_vp8_keyframe(data) {
+        let keyframe = self.kind == Kind::Video && is_vp8_keyframe(data);
+        if keyframe {
             self.keyframes += 1;
         }
         if let Some(stamp) = find_stamp(data) {
+            if self.kind == Kind::Video && !keyframe {
+                let follows = self
+                    .last_seq
+                    .is_some_and(|s| s.wrapping_add(1) == stamp.seq);
+                if !follows {
+                    self.broken_deltas += 1;
+                }
+            }
+            self.last_seq = Some(stamp.seq);
             self.stamped_frames += 1;
             self.first_seq = Some(self.first_seq.map_or(stamp.seq, |s| s.min(stamp.seq)));
             self.max_seq = Some(self.max_seq.map_or(stamp.seq, |s| s.max(stamp.seq)));

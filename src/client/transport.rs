@@ -72,6 +72,11 @@ pub(crate) enum Command {
     /// (its known address), and, when asked, replay the datagrams it sent last; replies the
     /// number sent.
     Inject(Vec<Vec<u8>>, bool, Reply<usize>),
+    /// Loss tests: do not send the next N outgoing RTP datagrams (RTCP, STUN and DTLS still
+    /// go), retransmissions included: a burst of loss that NACK cannot repair.
+    DropRtp(u32),
+    /// Send transport: send only the lowest N simulcast layers of the camera.
+    SetVideoLayers(usize),
     Stop,
 }
 
@@ -105,11 +110,16 @@ impl Transport {
                         dir,
                         socket: UdpSocket::from_std(socket)?,
                         local_addr,
-                        rtc: Rtc::builder()
-                            .clear_codecs()
-                            .enable_opus(true, false)
-                            .enable_vp8(true)
-                            .build(Instant::now()),
+                        rtc: {
+                            let mut config = Rtc::builder()
+                                .clear_codecs()
+                                .enable_opus(true, false)
+                                .enable_vp8(true);
+                            if let Some(n) = spec.as_ref().and_then(|s| s.resend_buffer_video) {
+                                config = config.set_send_buffer_video(n);
+                            }
+                            config.build(Instant::now())
+                        },
                         pending: None,
                         generator: spec.map(Generator::new),
                         connected: false,
@@ -117,6 +127,7 @@ impl Transport {
                         shared: shared.clone(),
                         remote: None,
                         recent: VecDeque::new(),
+                        drop_rtp: 0,
                     };
                     let result = driver.run(cmd_rx).await;
                     driver.rtc.disconnect();
@@ -182,6 +193,8 @@ struct Driver {
     remote: Option<SocketAddr>,
     /// The last datagrams sent, for replay by [`Command::Inject`].
     recent: VecDeque<Vec<u8>>,
+    /// Outgoing RTP datagrams still to drop (`Command::DropRtp`).
+    drop_rtp: u32,
 }
 
 /// Datagrams kept for replay.
@@ -279,6 +292,10 @@ impl Driver {
                         self.recent.pop_front();
                     }
                     self.recent.push_back(t.contents.to_vec());
+                    if self.drop_rtp > 0 && is_rtp(&t.contents) {
+                        self.drop_rtp -= 1;
+                        continue;
+                    }
                     // Non-blocking: a full send buffer drops the datagram, as a network would.
                     if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
                         tracing::debug!(target: "mm_client", "udp send to {}: {e}", t.destination);
@@ -349,6 +366,12 @@ impl Driver {
             Command::SetSending(kind, on) => {
                 if let Some(g) = self.generator.as_mut() {
                     g.set_sending(kind, on);
+                }
+            }
+            Command::DropRtp(n) => self.drop_rtp = n,
+            Command::SetVideoLayers(n) => {
+                if let Some(g) = self.generator.as_mut() {
+                    g.set_video_layers(n);
                 }
             }
             Command::Inject(datagrams, replay, reply) => {
@@ -513,6 +536,15 @@ impl Driver {
             }
         });
         Ok(())
+    }
+}
+
+/// An (S)RTP packet, not RTCP (RFC 5761: payload types 64-95 with the marker bit are RTCP),
+/// STUN or DTLS (RFC 7983: first byte 128-191 is RTP/RTCP).
+fn is_rtp(datagram: &[u8]) -> bool {
+    match datagram {
+        [first, second, ..] => (128..=191).contains(first) && !(192..=223).contains(second),
+        _ => false,
     }
 }
 
