@@ -127,30 +127,22 @@ async fn a_paused_camera_and_switched_off_layers_resume_at_a_keyframe() {
 
     // The browser switches its upper layers off (CPU or bandwidth), then on again.
     for round in 0..3 {
-        let before = video(&bob);
-        let t0 = Instant::now();
-        alice.set_video_layers(1).unwrap();
-        bob.wait_notification(WAIT, "down to l", |n| {
-            n.method == "consumerLayerChanged"
-                && n.data["consumerId"] == consumer
-                && n.data["layer"] == "l"
-                && n.received_at > t0
-        })
-        .await
-        .unwrap_or_else(|e| panic!("round {round}: no switch to l when h and m stop: {e}"));
-        recovers(&bob, &before, 20, "Bob's video on the low layer").await;
-        let before = video(&bob);
-        let t0 = Instant::now();
-        alice.set_video_layers(3).unwrap();
-        bob.wait_notification(WAIT, "back to h", |n| {
-            n.method == "consumerLayerChanged"
-                && n.data["consumerId"] == consumer
-                && n.data["layer"] == "h"
-                && n.received_at > t0
-        })
-        .await
-        .unwrap_or_else(|e| panic!("round {round}: no switch back to h: {e}"));
-        recovers(&bob, &before, 20, "Bob's video on the top layer again").await;
+        for (layers, layer) in [(1, "l"), (3, "h")] {
+            let before = video(&bob);
+            let t0 = Instant::now();
+            alice.set_video_layers(layers).unwrap();
+            bob.wait_notification(WAIT, &format!("a switch to {layer}"), |n| {
+                n.method == "consumerLayerChanged"
+                    && n.data["consumerId"] == consumer
+                    && n.data["layer"] == layer
+                    && n.received_at > t0
+            })
+            .await
+            .unwrap_or_else(|e| {
+                panic!("round {round}: {layers} layer(s) sent, no switch to {layer}: {e}")
+            });
+            recovers(&bob, &before, 20, &format!("Bob's video on layer {layer}")).await;
+        }
     }
 
     // The camera paused on the server (frames still arrive, dropped there) and resumed.

@@ -4,6 +4,17 @@
 
 import { $, initials, hue } from './ui.js';
 
+/** A small button of a list entry; `label` says what it does to whom (for screen readers). */
+function smallButton(cls, text, label, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = `small ${cls}`;
+  b.textContent = text;
+  b.setAttribute('aria-label', label);
+  b.addEventListener('click', onClick);
+  return b;
+}
+
 /** Opens/closes the panel and switches tabs; `onToggle(open)` lets the video area re-layout. */
 export class SidePanel {
   constructor({ onToggle = () => {}, onRename = () => {}, statsSource = async () => [], actions = {} } = {}) {
@@ -98,15 +109,7 @@ export class SidePanel {
       li.append(avatar, name, state);
       if (this.canKick && !p.self && !p.stale) {
         // The moderator's controls for this participant, each only when it applies.
-        const control = (cls, text, label, onClick) => {
-          const b = document.createElement('button');
-          b.type = 'button';
-          b.className = `small ${cls}`;
-          b.textContent = text;
-          b.setAttribute('aria-label', label);
-          b.addEventListener('click', onClick);
-          li.append(b);
-        };
+        const control = (cls, text, label, onClick) => li.append(smallButton(cls, text, label, onClick));
         if (p.raisedHand) control('lower-hand', 'Lower hand', `Lower ${p.displayName}'s hand`, () => this.actions.moderate?.('lowerHand', p.id));
         if (p.micOn) control('mute', 'Mute', `Mute ${p.displayName}`, () => this.actions.moderate?.('mutePeer', p.id));
         if (p.camOn) control('stop-video', 'Stop video', `Stop ${p.displayName}'s camera`, () => this.actions.moderate?.('stopPeerVideo', p.id));
@@ -135,19 +138,11 @@ export class SidePanel {
       const name = document.createElement('span');
       name.className = 'pname';
       name.textContent = p.displayName;
-      const admit = document.createElement('button');
-      admit.type = 'button';
-      admit.className = 'primary small admit';
-      admit.textContent = 'Admit';
-      admit.setAttribute('aria-label', `Admit ${p.displayName}`);
-      admit.addEventListener('click', () => this.actions.admit?.(p.id));
-      const deny = document.createElement('button');
-      deny.type = 'button';
-      deny.className = 'small deny';
-      deny.textContent = 'Refuse';
-      deny.setAttribute('aria-label', `Refuse ${p.displayName}`);
-      deny.addEventListener('click', () => this.actions.deny?.(p.id));
-      li.append(name, admit, deny);
+      li.append(
+        name,
+        smallButton('primary admit', 'Admit', `Admit ${p.displayName}`, () => this.actions.admit?.(p.id)),
+        smallButton('deny', 'Refuse', `Refuse ${p.displayName}`, () => this.actions.deny?.(p.id)),
+      );
       list.append(li);
     }
     $('#room-controls').hidden = !canLock;
