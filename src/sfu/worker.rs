@@ -24,7 +24,7 @@ use str0m::media::{
 use str0m::media::{MediaTime, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use super::batch::{SendBatch, MAX_BATCH};
 use super::messages::{
@@ -928,6 +928,7 @@ impl Worker {
                 data.ext_vals.audio_level,
                 self.rooms.get_mut(&producer.room),
             ) {
+                trace!(peer = %producer.peer, level, "audio level");
                 room.speaker.on_level(&producer.peer, level, now);
             }
         }
