@@ -4,11 +4,13 @@
 //!
 //! - [`worker`]: the socket loop, transports, producers, consumers;
 //! - [`simulcast`]: layer measurement and choice;
+//! - [`references`]: which frames a subscriber can decode after a loss;
 //! - [`speaker`]: active speaker detection;
 //! - [`messages`]: commands in, events out.
 
 pub mod batch;
 pub mod messages;
+pub mod references;
 pub mod simulcast;
 pub mod speaker;
 pub mod worker;

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::references::References;
+
 /// How long a layer may stay silent before it no longer counts as available.
 pub const LAYER_STALE_AFTER: Duration = Duration::from_millis(1500);
 
@@ -22,6 +24,8 @@ pub struct LayerStats {
     pub bitrate: u64,
     /// Frame height read from the last keyframe, when the codec tells it.
     pub height: Option<u32>,
+    /// Which of its frames a subscriber can decode after a loss.
+    pub references: References,
 }
 
 impl LayerStats {
@@ -34,6 +38,7 @@ impl LayerStats {
             window_start: now,
             bitrate: 0,
             height: None,
+            references: References::default(),
         }
     }
 

@@ -18,6 +18,7 @@ use actix::Recipient;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
+use str0m::format::CodecExtra;
 use str0m::media::{
     Direction as SdpDirection, KeyframeRequestKind, MediaData, MediaKind as SdpKind,
 };
@@ -31,6 +32,7 @@ use super::messages::{
     MediaError, MediaEvent, NewProducer, Reply, RoomMediaEvent, TransportState, WorkerCommand,
     WorkerStats,
 };
+use super::references::{Frame, Verdict, Vp8Frame};
 use super::simulcast::{choose_layers, rid_rank, vp8_keyframe_height, Demand, LayerStats};
 use super::speaker::SpeakerDetector;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
@@ -916,8 +918,27 @@ impl Worker {
             }
         };
         let keyframe = producer.kind == MediaKind::Video && data.is_keyframe();
+        let vp8 = match data.codec_extra {
+            CodecExtra::Vp8(v) => Some(Vp8Frame {
+                picture_id: v.picture_id,
+                temporal_layer: v.layer_index,
+                layer_sync: v.sync,
+            }),
+            _ => None,
+        };
         let layer = &mut producer.layers[layer_index];
         layer.on_frame(data.data.len(), now);
+        let verdict = if producer.kind == MediaKind::Video {
+            let verdict = layer.references.on_frame(Frame {
+                keyframe,
+                contiguous: data.contiguous,
+                vp8,
+            });
+            trace!(producer = %pid, rid, ?vp8, keyframe, ?verdict, "video frame in");
+            verdict
+        } else {
+            Verdict::Forward
+        };
         if keyframe {
             if let Some(h) = vp8_keyframe_height(&data.data) {
                 layer.height = Some(h);
@@ -983,12 +1004,19 @@ impl Worker {
             if video {
                 if keyframe {
                     c.need_keyframe = false;
-                } else if c.need_keyframe || !data.contiguous {
+                } else if c.need_keyframe || verdict == Verdict::NeedKeyframe {
                     // Something before this frame is missing for this subscriber: wait for a
                     // keyframe of this layer (requested, throttled) rather than forward a
                     // frame that cannot decode.
+                    if !c.need_keyframe {
+                        debug!(consumer = %c.id, rid, "a frame is missing: the layer waits for a keyframe");
+                    }
                     c.need_keyframe = true;
                     after.push(After::KeyframeRequest(producer.id.clone(), layer_rid(&rid)));
+                    continue;
+                } else if verdict == Verdict::Hold {
+                    // It may read a picture that was lost: the base layer goes on alone
+                    // until the next layer sync.
                     continue;
                 }
             }
