@@ -83,8 +83,10 @@ export class ServerProcess {
     const killOnExit = () => this._signal('SIGKILL');
     process.once('exit', killOnExit);
     proc.once('exit', () => process.removeListener('exit', killOnExit));
-    proc.stdout.on('data', (d) => this.log.write(d));
-    proc.stderr.on('data', (d) => this.log.write(d));
+    // E2E_SERVER_LOG=FILE keeps the whole server output (the log above keeps the last lines).
+    const full = process.env.E2E_SERVER_LOG ? fs.createWriteStream(process.env.E2E_SERVER_LOG, { flags: 'a' }) : null;
+    proc.stdout.on('data', (d) => { this.log.write(d); full?.write(d); });
+    proc.stderr.on('data', (d) => { this.log.write(d); full?.write(d); });
     const exited = new Promise((resolve) => {
       proc.on('exit', (code, signal) => {
         this.exits.push({ code, signal });
