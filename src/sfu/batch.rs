@@ -45,6 +45,12 @@ impl SendBatch {
         self.items.is_empty()
     }
 
+    /// Drops everything queued without sending it.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.data.clear();
+    }
+
     /// Sends everything queued on `socket` (non-blocking) and empties the batch. A full
     /// socket buffer is waited for briefly; a datagram the kernel refuses (unreachable
     /// destination) is dropped, as UDP would.

@@ -5,6 +5,9 @@
 //! about WebSockets or room membership rules: the control plane tells it what to do through
 //! [`WorkerCommand`]s and hears back through [`MediaEvent`]s.
 
+#[doc(hidden)]
+pub mod hostile;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
