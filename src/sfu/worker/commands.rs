@@ -1,0 +1,437 @@
+//! What the control plane asks of the worker ([`WorkerCommand`]): rooms, peers and their
+//! transports, producers, consumers, pauses, keyframe requests and statistics.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use str0m::bwe::Bitrate;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{KeyframeRequestKind, MediaKind as SdpKind, Mid};
+use str0m::net::TcpType;
+use str0m::{Candidate, Rtc};
+use tracing::{debug, warn};
+
+use super::{Consumer, PeerMedia, Producer, RoomMedia, TKey, Transport, Worker};
+use crate::ids::{ConsumerId, PeerId, ProducerId};
+use crate::model::{Direction, MediaKind};
+use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
+use crate::sfu::speaker::SpeakerDetector;
+
+/// Video packets kept per outgoing stream for resends (NACK) and probing.
+const VIDEO_SEND_BUFFER: usize = 300;
+
+/// How often str0m reports stream statistics (the NACK counters of [`WorkerStats`]).
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Worker {
+    pub(super) fn on_command(&mut self, cmd: WorkerCommand) {
+        match cmd {
+            WorkerCommand::AddRoom { room, events } => {
+                self.rooms.insert(
+                    room,
+                    RoomMedia {
+                        events,
+                        speaker: SpeakerDetector::default(),
+                    },
+                );
+            }
+            WorkerCommand::RemoveRoom { room } => {
+                let peers: Vec<PeerId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.room == room)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for p in peers {
+                    self.remove_peer(&p);
+                }
+                self.rooms.remove(&room);
+            }
+            WorkerCommand::AddPeer { room, peer, events } => {
+                if self.peers.contains_key(&peer) {
+                    return;
+                }
+                let recv = self.add_transport(&peer, Direction::Recv);
+                self.peers.insert(
+                    peer,
+                    PeerMedia {
+                        room,
+                        send: None,
+                        recv,
+                        events,
+                    },
+                );
+            }
+            WorkerCommand::RemovePeer { peer } => self.remove_peer(&peer),
+            WorkerCommand::Publish {
+                peer,
+                offer,
+                producers,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(&peer, &offer, producers));
+            }
+            WorkerCommand::RecvAnswer {
+                peer,
+                answer,
+                reply,
+            } => {
+                let _ = reply.send(self.recv_answer(&peer, &answer));
+            }
+            WorkerCommand::AddConsumer {
+                peer,
+                consumer,
+                producer,
+            } => self.add_consumer(&peer, consumer, producer),
+            WorkerCommand::CloseProducer { producer } => self.close_producer(&producer),
+            WorkerCommand::SetProducerPaused { producer, paused } => {
+                if let Some(p) = self.producers.get_mut(&producer) {
+                    p.paused = paused;
+                    let rids: Vec<String> = p.layers.iter().map(|l| l.rid.clone()).collect();
+                    if !paused {
+                        p.last_keyframe_request.clear();
+                        for rid in rids {
+                            self.request_keyframe(&producer, Some(rid), KeyframeRequestKind::Pli);
+                        }
+                    }
+                }
+            }
+            WorkerCommand::SetConsumerPreferences {
+                peer,
+                consumer,
+                height,
+                reply,
+                ..
+            } => {
+                let result = match self.own_consumer(&peer, &consumer) {
+                    Ok(key) => {
+                        if let Some(c) = self.consumers.get_mut(&consumer) {
+                            c.display_height = Some(height);
+                        }
+                        self.select_layers(key);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            WorkerCommand::RequestKeyFrame {
+                peer,
+                consumer,
+                reply,
+            } => {
+                let result = self.own_consumer(&peer, &consumer).map(|_| {
+                    if let Some(c) = self.consumers.get(&consumer) {
+                        let (pid, layer) = (c.producer.clone(), c.current.clone());
+                        self.request_keyframe(&pid, layer, KeyframeRequestKind::Pli);
+                    }
+                });
+                let _ = reply.send(result);
+            }
+            WorkerCommand::Stats { reply } => {
+                let mut s = self.stats;
+                s.rooms = self.rooms.len();
+                s.transports = self.transports.values().filter(|t| !t.dead).count();
+                s.producers = self.producers.len();
+                s.consumers = self.consumers.len();
+                let _ = reply.send(Ok(s));
+            }
+        }
+    }
+
+    pub(super) fn add_transport(&mut self, peer: &PeerId, direction: Direction) -> TKey {
+        let mut builder = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            // Resend history: ~2 s of 1.5 Mbit/s video instead of str0m's 1000 packets, which
+            // made every subscriber connection cost over a megabyte.
+            .set_send_buffer_video(VIDEO_SEND_BUFFER)
+            .set_stats_interval(Some(STATS_INTERVAL));
+        if let Some(cert) = &self.dtls_cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        if direction == Direction::Recv {
+            builder = builder.enable_bwe(Some(Bitrate::bps(self.initial_bitrate)));
+        }
+        let now = Instant::now();
+        let mut rtc = builder.build(now);
+        let tcp = Candidate::builder()
+            .tcp()
+            .host(self.candidate_addr)
+            .tcptype(TcpType::Passive)
+            .build();
+        for candidate in [Candidate::host(self.candidate_addr, "udp"), tcp] {
+            match candidate {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!("cannot make a candidate for {}: {e}", self.candidate_addr),
+            }
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        self.transports.insert(
+            key,
+            Transport {
+                peer: peer.clone(),
+                direction,
+                rtc,
+                next_timeout: now,
+                dirty: false,
+                written: false,
+                dead: false,
+                producers_by_mid: HashMap::new(),
+                consumers_by_mid: HashMap::new(),
+                pending_add: Vec::new(),
+                pending_inactive: Vec::new(),
+                in_flight: None,
+                estimate: self.initial_bitrate,
+                remotes: HashSet::new(),
+                nacks_reported: HashMap::new(),
+            },
+        );
+        key
+    }
+
+    pub(super) fn remove_peer(&mut self, peer: &PeerId) {
+        let Some(pm) = self.peers.remove(peer) else {
+            return;
+        };
+        let own: Vec<ProducerId> = self
+            .producers
+            .values()
+            .filter(|p| &p.peer == peer)
+            .map(|p| p.id.clone())
+            .collect();
+        for pid in own {
+            self.close_producer(&pid);
+        }
+        let theirs: Vec<ConsumerId> = self
+            .consumers
+            .values()
+            .filter(|c| c.transport == pm.recv)
+            .map(|c| c.id.clone())
+            .collect();
+        for cid in theirs {
+            self.close_consumer(&cid);
+        }
+        for key in pm.send.into_iter().chain([pm.recv]) {
+            if let Some(mut t) = self.transports.remove(&key) {
+                for r in t.remotes.drain() {
+                    self.routes.remove(&r);
+                }
+                t.rtc.disconnect();
+            }
+        }
+        if let Some(room) = self.rooms.get_mut(&pm.room) {
+            room.speaker.remove(peer);
+        }
+        debug!(worker = self.index, %peer, "peer media removed");
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        peer: &PeerId,
+        offer: &str,
+        producers: Vec<NewProducer>,
+    ) -> Result<String, MediaError> {
+        let pm = self
+            .peers
+            .get(peer)
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        let (send, room) = (pm.send, pm.room.clone());
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let key = match send {
+            Some(key) => key,
+            None => {
+                let key = self.add_transport(peer, Direction::Send);
+                if let Some(pm) = self.peers.get_mut(peer) {
+                    pm.send = Some(key);
+                }
+                key
+            }
+        };
+        let t = self
+            .transports
+            .get_mut(&key)
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        for p in &producers {
+            if t.producers_by_mid.contains_key(&Mid::from(p.mid.as_str())) {
+                return Err(MediaError::BadTrack(format!(
+                    "mid '{}' already carries a producer; close it first",
+                    p.mid
+                )));
+            }
+        }
+        let answer = t
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let mut problems = Vec::new();
+        for p in producers {
+            let mid = Mid::from(p.mid.as_str());
+            let kind_ok = match t.rtc.media(mid) {
+                None => {
+                    problems.push(format!("the offer has no m-line with mid '{}'", p.mid));
+                    continue;
+                }
+                Some(m) => matches!(
+                    (m.kind(), p.kind),
+                    (SdpKind::Audio, MediaKind::Audio) | (SdpKind::Video, MediaKind::Video)
+                ),
+            };
+            if !kind_ok || p.source.kind() != p.kind {
+                problems.push(format!(
+                    "mid '{}' is not a {:?} {:?} track",
+                    p.mid, p.source, p.kind
+                ));
+                continue;
+            }
+            t.producers_by_mid.insert(mid, p.id.clone());
+            self.producers.insert(
+                p.id.clone(),
+                Producer {
+                    id: p.id,
+                    peer: peer.clone(),
+                    room: room.clone(),
+                    transport: key,
+                    mid,
+                    kind: p.kind,
+                    source: p.source,
+                    paused: false,
+                    consumers: Vec::new(),
+                    layers: Vec::new(),
+                    last_keyframe_request: HashMap::new(),
+                },
+            );
+        }
+        self.mark_dirty(key);
+        if problems.is_empty() {
+            Ok(answer.to_sdp_string())
+        } else {
+            Err(MediaError::BadTrack(problems.join("; ")))
+        }
+    }
+
+    pub(super) fn recv_answer(&mut self, peer: &PeerId, answer: &str) -> Result<(), MediaError> {
+        let key = self
+            .peers
+            .get(peer)
+            .map(|p| p.recv)
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let t = self
+            .transports
+            .get_mut(&key)
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        let in_flight = t.in_flight.take().ok_or(MediaError::NoPendingOffer)?;
+        t.rtc
+            .sdp_api()
+            .accept_answer(in_flight.pending, answer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let mut wake = Vec::new();
+        for cid in in_flight.consumers {
+            if let Some(c) = self.consumers.get_mut(&cid) {
+                c.active = true;
+                wake.push(c.producer.clone());
+            }
+        }
+        self.mark_dirty(key);
+        self.select_layers(key);
+        for pid in wake {
+            self.request_keyframe(&pid, None, KeyframeRequestKind::Pli);
+            let rids: Vec<String> = self
+                .producers
+                .get(&pid)
+                .map(|p| p.layers.iter().map(|l| l.rid.clone()).collect())
+                .unwrap_or_default();
+            for rid in rids.into_iter().filter(|r| !r.is_empty()) {
+                self.request_keyframe(&pid, Some(rid), KeyframeRequestKind::Pli);
+            }
+        }
+        self.negotiate(key);
+        Ok(())
+    }
+
+    pub(super) fn add_consumer(&mut self, peer: &PeerId, id: ConsumerId, producer: ProducerId) {
+        let Some(key) = self.peers.get(peer).map(|p| p.recv) else {
+            debug!(%peer, "consumer for a peer without media session");
+            return;
+        };
+        let Some(p) = self.producers.get_mut(&producer) else {
+            debug!(%producer, "consumer of a producer that is gone");
+            return;
+        };
+        p.consumers.push(id.clone());
+        self.consumers.insert(
+            id.clone(),
+            Consumer {
+                id: id.clone(),
+                producer,
+                transport: key,
+                mid: None,
+                active: false,
+                current: None,
+                target: None,
+                display_height: None,
+                time_offset: 0,
+                last_out: None,
+                need_keyframe: true,
+            },
+        );
+        if let Some(t) = self.transports.get_mut(&key) {
+            t.pending_add.push(id);
+        }
+        self.negotiate(key);
+    }
+
+    pub(super) fn close_producer(&mut self, pid: &ProducerId) {
+        let Some(p) = self.producers.remove(pid) else {
+            return;
+        };
+        if let Some(t) = self.transports.get_mut(&p.transport) {
+            t.producers_by_mid.remove(&p.mid);
+        }
+        for cid in p.consumers {
+            self.close_consumer(&cid);
+        }
+    }
+
+    pub(super) fn close_consumer(&mut self, cid: &ConsumerId) {
+        let Some(c) = self.consumers.remove(cid) else {
+            return;
+        };
+        if let Some(p) = self.producers.get_mut(&c.producer) {
+            p.consumers.retain(|x| x != cid);
+        }
+        if let Some(t) = self.transports.get_mut(&c.transport) {
+            t.pending_add.retain(|x| x != cid);
+            if let Some(mid) = c.mid {
+                t.consumers_by_mid.remove(&mid);
+                t.pending_inactive.push(mid);
+            }
+            if let Some(f) = t.in_flight.as_mut() {
+                f.consumers.retain(|x| x != cid);
+            }
+        }
+        self.negotiate(c.transport);
+    }
+
+    pub(super) fn own_consumer(&self, peer: &PeerId, cid: &ConsumerId) -> Result<TKey, MediaError> {
+        let recv = self
+            .peers
+            .get(peer)
+            .map(|p| p.recv)
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        match self.consumers.get(cid) {
+            Some(c) if c.transport == recv => Ok(recv),
+            _ => Err(MediaError::UnknownConsumer(cid.clone())),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The worker's network side: the UDP socket (large buffers, `ppoll` waits), the ICE-TCP
+//! listener and its reader threads, and the entry of every datagram, routed to the transport
+//! that accepts it.
+
+use std::io::{ErrorKind, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::Input;
+use tracing::{debug, warn};
+
+use super::Worker;
+
+/// Socket buffer the media sockets ask for: a few hundred milliseconds of a busy worker's
+/// traffic, so join bursts and scheduling hiccups do not drop datagrams.
+pub(super) const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`] bytes (beyond `net.core.*mem_max` when privileged); returns what
+/// the kernel granted (it reports twice the usable size).
+pub(super) fn grow_buffer(socket: &UdpSocket, opt: libc::c_int, force: libc::c_int) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let want = SOCKET_BUFFER as libc::c_int;
+    let set = |name: libc::c_int| {
+        // SAFETY: `fd` is an open socket; the value is a c_int of the given size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                &want as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(force) != 0 {
+        set(opt);
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `got` and `len` are valid for writes of the sizes given.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &mut got as *mut _ as *mut libc::c_void,
+            &mut len,
+        );
+    }
+    usize::try_from(got).unwrap_or(0) / 2
+}
+
+/// Blocks until `socket` is readable or `timeout` passes. `ppoll` sleeps with high-resolution
+/// timers; a socket read timeout would round up to the kernel tick (4 ms here) and delay
+/// every packet str0m wants sent at a precise time.
+pub(super) fn wait_readable(socket: &UdpSocket, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `fds` is one valid pollfd for the duration of the call, `ts` a valid timespec,
+    // and no signal mask is passed. An error (EINTR) only shortens the sleep.
+    unsafe {
+        libc::ppoll(&mut fds, 1, &ts, std::ptr::null());
+    }
+}
+
+/// Binds UDP and TCP on the same port, the first free one of the range.
+pub(super) fn bind_in_range(
+    ip: IpAddr,
+    (min, max): (u16, u16),
+) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last_err = None;
+    for port in min..=max {
+        let udp = match UdpSocket::bind(SocketAddr::new(ip, port)) {
+            Ok(s) => s,
+            Err(e) => {
+                last_err = Some(e);
+                continue;
+            }
+        };
+        match TcpListener::bind(SocketAddr::new(ip, port)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(std::io::Error::new(
+        ErrorKind::AddrInUse,
+        format!(
+            "no port free for both UDP and TCP in {min}-{max} on {ip} (last error: {}); widen rtcMinPort-rtcMaxPort",
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        ),
+    ))
+}
+
+/// What the ICE-TCP threads tell the worker.
+pub(super) enum TcpEvent {
+    /// A browser connected; the stream is the worker's writing half.
+    Opened(SocketAddr, TcpStream),
+    /// One RFC 4571 frame (a STUN, DTLS, RTP or RTCP packet).
+    Frame(SocketAddr, Vec<u8>),
+    /// The connection ended.
+    Closed(SocketAddr),
+}
+
+/// Accepts ICE-TCP connections (passive candidates) and starts a reader thread for each,
+/// which de-frames RFC 4571 packets into the worker's queue.
+pub(super) fn spawn_tcp_acceptor(
+    index: usize,
+    listener: TcpListener,
+    events: Sender<TcpEvent>,
+    poke: Arc<UdpSocket>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("media-tcp-{index}"))
+        .spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                let Ok(writer) = stream.try_clone() else {
+                    continue;
+                };
+                if events.send(TcpEvent::Opened(peer, writer)).is_err() {
+                    return;
+                }
+                let (events, poke) = (events.clone(), poke.clone());
+                let _ = std::thread::Builder::new()
+                    .name(format!("media-tcp-{index}-conn"))
+                    .spawn(move || read_frames(peer, stream, events, poke));
+            }
+        })?;
+    Ok(())
+}
+
+fn read_frames(
+    peer: SocketAddr,
+    mut stream: TcpStream,
+    events: Sender<TcpEvent>,
+    poke: Arc<UdpSocket>,
+) {
+    let mut len = [0u8; 2];
+    loop {
+        if stream.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut frame = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut frame).is_err() {
+            break;
+        }
+        if events.send(TcpEvent::Frame(peer, frame)).is_err() {
+            return;
+        }
+        let _ = poke.send(&[0]);
+    }
+    let _ = events.send(TcpEvent::Closed(peer));
+    let _ = poke.send(&[0]);
+}
+
+/// The network side a worker is built with.
+pub(super) struct WorkerIo {
+    /// The UDP socket, owned by the worker thread.
+    pub(super) socket: UdpSocket,
+    /// Announced address:port of the UDP and TCP candidates.
+    pub(super) candidate_addr: SocketAddr,
+    /// Source address of wake-up datagrams, to drop them.
+    pub(super) poke_source: SocketAddr,
+    /// ICE-TCP events from the TCP threads.
+    pub(super) tcp_rx: Receiver<TcpEvent>,
+}
+
+impl Worker {
+    pub(super) fn on_packet(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) {
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto,
+                source,
+                destination: self.candidate_addr,
+                contents,
+            },
+        );
+        let routed = self
+            .routes
+            .get(&source)
+            .copied()
+            .filter(|k| {
+                self.transports
+                    .get(k)
+                    .is_some_and(|t| !t.dead && t.rtc.accepts(&input))
+            })
+            .or_else(|| {
+                self.transports
+                    .iter()
+                    .find(|(_, t)| !t.dead && t.rtc.accepts(&input))
+                    .map(|(k, _)| *k)
+            });
+        let Some(key) = routed else {
+            debug!(worker = self.index, %source, "datagram for no transport");
+            return;
+        };
+        self.routes.insert(source, key);
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        t.remotes.insert(source);
+        if let Err(e) = t.rtc.handle_input(input) {
+            warn!(peer = %t.peer, "transport input error: {e}");
+            t.rtc.disconnect();
+        }
+        self.mark_dirty(key);
+    }
+}
