@@ -1,6 +1,10 @@
 //! Outgoing datagrams of one worker loop turn, sent with one `sendmmsg(2)` per batch instead
 //! of one `sendto(2)` per packet: the system call was a third of the worker's time in a
-//! 1→100 fan-out. Owns only the batch buffers; the worker owns the socket.
+//! 1→100 fan-out. Consecutive datagrams to one destination of one size (the packets of one
+//! video frame to one subscriber; the last may be shorter) go as one message with UDP
+//! generic segmentation offload (`UDP_SEGMENT`, Linux 4.18): the kernel walks its stack once
+//! for the lot and still delivers separate datagrams. A kernel that refuses GSO gets plain
+//! datagrams from then on. Owns only the batch buffers; the worker owns the socket.
 
 use std::io::ErrorKind;
 use std::mem;
@@ -8,14 +12,33 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-/// Datagrams sent per `sendmmsg` call (the kernel caps a call at 1024).
+/// Messages sent per `sendmmsg` call (the kernel caps a call at 1024).
 pub const MAX_BATCH: usize = 64;
+/// Linux's `UDP_SEGMENT` socket option (`linux/udp.h`); the libc crate defines it only for
+/// some targets.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Segments the kernel takes in one GSO message (`UDP_MAX_SEGMENTS`).
+const MAX_SEGMENTS: usize = 64;
+/// Bytes of one GSO message: below the 65,507-byte UDP payload limit.
+const MAX_GSO_BYTES: usize = 60_000;
 
 /// Queued datagrams: payload bytes in one buffer, (destination, range) per datagram.
 #[derive(Default)]
 pub struct SendBatch {
     data: Vec<u8>,
     items: Vec<(SocketAddr, usize, usize)>,
+    /// The kernel refused a GSO message once: send plain datagrams.
+    no_gso: bool,
+}
+
+/// Datagrams sent as one message: `count` items from `first`, each `segment` bytes but the
+/// last, which may be shorter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    first: usize,
+    count: usize,
+    segment: usize,
+    bytes: usize,
 }
 
 /// What a flush did.
@@ -25,6 +48,8 @@ pub struct Flushed {
     pub sent: usize,
     /// Datagrams dropped after an error.
     pub dropped: usize,
+    /// Messages handed to the kernel (fewer than `sent` when GSO joined datagrams).
+    pub messages: usize,
 }
 
 impl SendBatch {
@@ -59,21 +84,27 @@ impl SendBatch {
         let mut next = 0;
         let mut full_waits = 0;
         while next < self.items.len() {
-            let end = (next + MAX_BATCH).min(self.items.len());
-            match self.send_range(socket, next, end) {
+            let runs = self.runs(next, MAX_BATCH);
+            match self.send_runs(socket, &runs) {
                 Ok(n) => {
-                    next += n;
-                    done.sent += n;
+                    let datagrams: usize = runs[..n].iter().map(|r| r.count).sum();
+                    next += datagrams;
+                    done.sent += datagrams;
+                    done.messages += n;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock && full_waits < 3 => {
                     full_waits += 1;
                     wait_writable(socket, Duration::from_millis(2));
                 }
+                Err(e) if runs[0].count > 1 && gso_refused(&e) => {
+                    tracing::info!("the kernel refuses UDP GSO ({e}): sending plain datagrams");
+                    self.no_gso = true;
+                }
                 Err(e) => {
-                    // The first datagram of the range failed: drop it and go on.
+                    // The first message of the batch failed: drop it and go on.
                     tracing::debug!("send to {} failed: {e}", self.items[next].0);
-                    next += 1;
-                    done.dropped += 1;
+                    next += runs[0].count;
+                    done.dropped += runs[0].count;
                 }
             }
         }
@@ -82,30 +113,83 @@ impl SendBatch {
         done
     }
 
-    /// One `sendmmsg` over `items[start..end]`; returns how many the kernel took.
-    fn send_range(&self, socket: &UdpSocket, start: usize, end: usize) -> std::io::Result<usize> {
-        let count = end - start;
+    /// Up to `max` messages from `items[start..]`: runs of datagrams to one destination, of
+    /// one size but the last (one datagram each without GSO).
+    fn runs(&self, start: usize, max: usize) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for (i, (dest, _, len)) in self.items.iter().enumerate().skip(start) {
+            if let Some(run) = runs.last_mut() {
+                let (run_dest, _, _) = self.items[run.first];
+                let (_, _, last_len) = self.items[run.first + run.count - 1];
+                let joins = !self.no_gso
+                    && run_dest == *dest
+                    && last_len == run.segment
+                    && *len <= run.segment
+                    && run.count < MAX_SEGMENTS
+                    && run.bytes + len <= MAX_GSO_BYTES;
+                if joins {
+                    run.count += 1;
+                    run.bytes += len;
+                    continue;
+                }
+            }
+            if runs.len() == max {
+                break;
+            }
+            runs.push(Run {
+                first: i,
+                count: 1,
+                segment: *len,
+                bytes: *len,
+            });
+        }
+        runs
+    }
+
+    /// One `sendmmsg` with one message per run; returns how many messages the kernel took.
+    fn send_runs(&self, socket: &UdpSocket, runs: &[Run]) -> std::io::Result<usize> {
+        let count = runs.len();
         // SAFETY: sockaddr_storage and mmsghdr are plain C structs for which all-zero bytes are
         // a valid value.
         let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { mem::zeroed() }; count];
         let mut iovs: Vec<libc::iovec> = Vec::with_capacity(count);
         let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; count];
-        for (i, (dest, offset, len)) in self.items[start..end].iter().enumerate() {
+        // One control buffer per message, 8-byte aligned as cmsghdr needs.
+        let mut controls: Vec<[u64; 4]> = vec![[0; 4]; count];
+        // SAFETY: CMSG_SPACE only computes a size.
+        let control_len = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+        debug_assert!(control_len <= mem::size_of::<[u64; 4]>());
+        for (i, run) in runs.iter().enumerate() {
+            let (dest, offset, _) = &self.items[run.first];
             let addr_len = write_sockaddr(&mut addrs[i], dest);
+            // Queued payloads are contiguous in `data`, so a run is one range.
             iovs.push(libc::iovec {
                 iov_base: self.data[*offset..].as_ptr() as *mut libc::c_void,
-                iov_len: *len,
+                iov_len: run.bytes,
             });
             msgs[i].msg_hdr.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
             msgs[i].msg_hdr.msg_namelen = addr_len;
         }
-        // iovs is complete: its addresses are stable from here on.
+        // iovs and controls are complete: their addresses are stable from here on.
         for (i, msg) in msgs.iter_mut().enumerate() {
             msg.msg_hdr.msg_iov = &mut iovs[i];
             msg.msg_hdr.msg_iovlen = 1;
+            if runs[i].count > 1 {
+                msg.msg_hdr.msg_control = controls[i].as_mut_ptr() as *mut libc::c_void;
+                msg.msg_hdr.msg_controllen = control_len as _;
+                // SAFETY: the control buffer is control_len bytes, aligned, and holds exactly
+                // one cmsghdr with a u16 of data (CMSG_SPACE(2) <= 32 bytes).
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&msg.msg_hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    (libc::CMSG_DATA(cmsg) as *mut u16).write_unaligned(runs[i].segment as u16);
+                }
+            }
         }
-        // SAFETY: every msghdr points into `addrs`, `iovs` and `self.data`, which outlive the
-        // call and are not moved during it; `count` matches the array length.
+        // SAFETY: every msghdr points into `addrs`, `iovs`, `controls` and `self.data`, which
+        // outlive the call and are not moved during it; `count` matches the array length.
         let n = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
@@ -120,6 +204,14 @@ impl SendBatch {
             Ok(n as usize)
         }
     }
+}
+
+/// Errors with which a kernel (or a device without checksum offload) refuses GSO.
+fn gso_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
 }
 
 /// Fills `storage` with `addr`; returns the length to pass to the kernel.
@@ -183,13 +275,7 @@ mod tests {
         }
         assert_eq!(batch.len(), 150);
         let done = batch.flush(&tx);
-        assert_eq!(
-            done,
-            Flushed {
-                sent: 150,
-                dropped: 0
-            }
-        );
+        assert_eq!((done.sent, done.dropped), (150, 0));
         assert!(batch.is_empty());
         rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut buf = [0u8; 2000];
@@ -197,6 +283,90 @@ mod tests {
             let (n, from) = rx.recv_from(&mut buf).unwrap();
             assert_eq!(from, tx.local_addr().unwrap());
             assert_eq!(n, 100 + usize::from(i), "datagram {i} keeps its size");
+            assert!(
+                buf[..n].iter().all(|b| *b == i as u8),
+                "datagram {i} keeps its bytes"
+            );
+        }
+    }
+
+    fn sizes(batch: &SendBatch, runs: &[Run]) -> Vec<(usize, usize)> {
+        runs.iter()
+            .map(|r| {
+                let lens: Vec<usize> = batch.items[r.first..r.first + r.count]
+                    .iter()
+                    .map(|i| i.2)
+                    .collect();
+                assert_eq!(r.bytes, lens.iter().sum::<usize>());
+                (r.count, r.segment)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_frames_packets_to_one_subscriber_make_one_message() {
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        let mut batch = SendBatch::default();
+        for (dest, len) in [
+            (a, 1200),
+            (a, 1200),
+            (a, 1200),
+            (a, 700), // a frame: three full packets and a short last one
+            (a, 1200),
+            (b, 1200), // another destination
+            (b, 1200),
+            (b, 300),
+            (b, 1200), // larger than the short one before: a new message
+            (a, 90),
+        ] {
+            batch.push(dest, &vec![0; len]);
+        }
+        let runs = batch.runs(0, MAX_BATCH);
+        assert_eq!(
+            sizes(&batch, &runs),
+            vec![(4, 1200), (1, 1200), (3, 1200), (1, 1200), (1, 90)]
+        );
+        // At most MAX_SEGMENTS datagrams per message, and `max` messages per call.
+        let mut batch = SendBatch::default();
+        for _ in 0..150 {
+            batch.push(a, &[0; 100]);
+        }
+        assert_eq!(
+            sizes(&batch, &batch.runs(0, MAX_BATCH)),
+            vec![(64, 100), (64, 100), (22, 100)]
+        );
+        assert_eq!(sizes(&batch, &batch.runs(140, 1)), vec![(10, 100)]);
+        // Without GSO every datagram is a message.
+        batch.no_gso = true;
+        assert_eq!(batch.runs(0, MAX_BATCH).len(), 64);
+    }
+
+    #[test]
+    fn segmented_messages_arrive_as_the_datagrams_they_were() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let dest = rx.local_addr().unwrap();
+        let mut batch = SendBatch::default();
+        let lens = [1200, 1200, 1200, 700, 1200, 1200, 50];
+        for (i, len) in lens.iter().enumerate() {
+            batch.push(dest, &vec![i as u8; *len]);
+        }
+        let done = batch.flush(&tx);
+        assert_eq!((done.sent, done.dropped), (lens.len(), 0));
+        // Loopback supports GSO on every kernel since 4.18; if this fails, the kernel refused
+        // it and the worker sends plain datagrams (slower, still correct).
+        assert!(!batch.no_gso, "this kernel refused UDP GSO on loopback");
+        assert_eq!(
+            done.messages, 2,
+            "GSO joins 1200,1200,1200,700 and 1200,1200,50: {done:?}"
+        );
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2000];
+        for (i, len) in lens.iter().enumerate() {
+            let (n, _) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(n, *len, "datagram {i} keeps its size");
             assert!(
                 buf[..n].iter().all(|b| *b == i as u8),
                 "datagram {i} keeps its bytes"
