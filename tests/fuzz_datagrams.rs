@@ -9,11 +9,15 @@
 //!
 //! `MM_FUZZ_SEED=<n>` replays a run; `MM_FUZZ_ITERATIONS=<n>` runs longer.
 
+#[path = "fuzzing/driver.rs"]
+mod driver;
+
 use std::path::Path;
 
+use driver::Generated;
 use multiparty_meeting::sfu::worker::hostile;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/route_datagram");
@@ -135,35 +139,14 @@ fn a_signed_request_reaches_its_transport_and_garbage_reaches_none() {
 
 #[test]
 fn generated_and_mutated_inputs_keep_the_workers_promises() {
-    let seed = std::env::var("MM_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    let iterations: usize = std::env::var("MM_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000);
     let seeds: Vec<Vec<u8>> = corpus().into_iter().map(|(_, d)| d).collect();
-    let mut rng = StdRng::seed_from_u64(seed);
-    for i in 0..iterations {
-        let input = match rng.gen_range(0..3) {
-            0 => records(&mut rng),
-            1 => {
-                let a = &seeds[rng.gen_range(0..seeds.len())];
-                let b = &seeds[rng.gen_range(0..seeds.len())];
-                mutate(&mut rng, a, b)
-            }
-            _ => {
-                let base = records(&mut rng);
-                let other = &seeds[rng.gen_range(0..seeds.len())];
-                mutate(&mut rng, &base, other)
-            }
-        };
-        if std::panic::catch_unwind(|| hostile::check(&input)).is_err() {
-            panic!(
-                "input {i} of the run with MM_FUZZ_SEED={seed} broke a promise; add it to \
-                 fuzz/corpus/route_datagram/ once fixed: {input:02x?}"
-            );
-        }
+    Generated {
+        iterations: 2_000,
+        corpus_name: "route_datagram",
+        seeds: &seeds,
+        fresh: records,
+        mutate: |rng: &mut StdRng, a: &Vec<u8>, b: &Vec<u8>| mutate(rng, a, b),
+        check: |input: &Vec<u8>| hostile::check(input),
     }
+    .run();
 }

@@ -9,12 +9,16 @@
 
 #[path = "../fuzz/check.rs"]
 mod check;
+#[path = "fuzzing/driver.rs"]
+mod driver;
 
 use std::path::Path;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde_json::{json, Map, Value};
+
+use driver::Generated;
 
 const METHODS: &[&str] = &[
     "join",
@@ -213,35 +217,14 @@ fn every_corpus_file_keeps_the_parsers_promises() {
 
 #[test]
 fn generated_and_mutated_frames_keep_the_parsers_promises() {
-    let seed = std::env::var("MM_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    let iterations: usize = std::env::var("MM_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30_000);
     let seeds: Vec<String> = corpus().into_iter().map(|(_, t)| t).collect();
-    let mut rng = StdRng::seed_from_u64(seed);
-    for i in 0..iterations {
-        let text = match rng.gen_range(0..3) {
-            0 => request(&mut rng),
-            1 => {
-                let a = &seeds[rng.gen_range(0..seeds.len())];
-                let b = &seeds[rng.gen_range(0..seeds.len())];
-                mutate(&mut rng, a, b)
-            }
-            _ => {
-                let base = request(&mut rng);
-                let other = &seeds[rng.gen_range(0..seeds.len())];
-                mutate(&mut rng, &base, other)
-            }
-        };
-        if std::panic::catch_unwind(|| check::check(&text)).is_err() {
-            panic!(
-                "frame {i} of the run with MM_FUZZ_SEED={seed} broke a promise; add it to \
-                 fuzz/corpus/parse_request/ once fixed: {text:?}"
-            );
-        }
+    Generated {
+        iterations: 30_000,
+        corpus_name: "parse_request",
+        seeds: &seeds,
+        fresh: request,
+        mutate: |rng: &mut StdRng, a: &String, b: &String| mutate(rng, a, b),
+        check: |text: &String| check::check(text),
     }
+    .run();
 }
