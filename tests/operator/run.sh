@@ -168,12 +168,12 @@ check "the unit's TimeoutStopSec is drainTimeout + 30 s; certbot keys through Lo
 
 # ------------------------------------------------------------ socket buffers (sysctl file)
 sysctl_file() {
-  # The limits the server asks for (src/sfu/worker.rs), and the file every doc points to.
+  # The limits the server asks for (src/sfu/worker/net.rs), and the file every doc points to.
   # Applying the file cannot be tested here: net.core.rmem_max is read-only inside a network
   # namespace (the host's value shows through) and the host is shared.
   local want file=deploy/sysctl/90-multiparty-meeting.conf
-  want=$(sed -n 's/^const SOCKET_BUFFER: usize = \([0-9]*\) << 20;$/\1/p' src/sfu/worker.rs)
-  [ -n "$want" ] || { echo "SOCKET_BUFFER not found in src/sfu/worker.rs"; return 1; }
+  want=$(sed -n 's/^\(pub(super) \)\{0,1\}const SOCKET_BUFFER: usize = \([0-9]*\) << 20;$/\2/p' src/sfu/worker/net.rs)
+  [ -n "$want" ] || { echo "SOCKET_BUFFER not found in src/sfu/worker/net.rs"; return 1; }
   want=$((want << 20))
   for key in net.core.rmem_max net.core.wmem_max; do
     local v
