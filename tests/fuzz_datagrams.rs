@@ -12,31 +12,18 @@
 #[path = "fuzzing/driver.rs"]
 mod driver;
 
-use std::path::Path;
-
 use driver::Generated;
 use multiparty_meeting::sfu::worker::hostile;
 use rand::rngs::StdRng;
 use rand::Rng;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/route_datagram");
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "the corpus {} is part of the repository: {e}",
-                dir.display()
-            )
-        })
-        .map(|entry| {
-            let path = entry.expect("a readable corpus entry").path();
-            let data = std::fs::read(&path).expect("a readable corpus file");
-            (path.display().to_string(), data)
-        })
-        .collect();
-    out.sort();
-    assert!(out.len() >= 7, "the corpus lost its seeds: {}", out.len());
-    out
+    driver::corpus("route_datagram", 7)
+}
+
+/// One file of the corpus.
+fn seed(file: &str) -> Vec<u8> {
+    std::fs::read(driver::corpus_dir("route_datagram").join(file)).expect("a corpus file")
 }
 
 /// Typical first bytes of what arrives on a media port: STUN, DTLS, RTP, RTCP.
@@ -103,10 +90,7 @@ fn mutate(rng: &mut StdRng, input: &[u8], other: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_corpus_file_keeps_the_workers_promises() {
-    for (name, data) in corpus() {
-        let result = std::panic::catch_unwind(|| hostile::check(&data));
-        assert!(result.is_ok(), "corpus file {name} broke a promise");
-    }
+    driver::check_corpus(&corpus(), |data: &Vec<u8>| hostile::check(data));
 }
 
 #[test]
@@ -115,25 +99,14 @@ fn a_signed_request_reaches_its_transport_and_garbage_reaches_none() {
     // corpus seed with a correctly signed binding request makes a route, the one with
     // strangers' garbage makes none.
     let mut h = hostile::Harness::new().unwrap();
-    h.feed(
-        &std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fuzz/corpus/route_datagram/signed-then-media"),
-        )
-        .unwrap(),
-    );
+    h.feed(&seed("signed-then-media"));
     assert_eq!(
         h.routes(),
         1,
         "a signed binding request must make one route"
     );
     let mut h = hostile::Harness::new().unwrap();
-    h.feed(
-        &std::fs::read(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/route_datagram/strangers"),
-        )
-        .unwrap(),
-    );
+    h.feed(&seed("strangers"));
     assert_eq!(h.routes(), 0, "strangers' garbage must make no route");
 }
 

@@ -12,8 +12,6 @@ mod check;
 #[path = "fuzzing/driver.rs"]
 mod driver;
 
-use std::path::Path;
-
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Map, Value};
@@ -86,26 +84,10 @@ const KEYS: &[&str] = &[
 ];
 
 fn corpus() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_request");
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "the corpus {} is part of the repository: {e}",
-                dir.display()
-            )
-        })
-        .map(|e| {
-            let path = e.expect("entry").path();
-            let text = std::fs::read(&path).expect("readable");
-            (
-                path.display().to_string(),
-                String::from_utf8_lossy(&text).to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    assert!(out.len() >= 20, "the corpus lost its seeds: {}", out.len());
-    out
+    driver::corpus("parse_request", 20)
+        .into_iter()
+        .map(|(name, bytes)| (name, String::from_utf8_lossy(&bytes).to_string()))
+        .collect()
 }
 
 /// A random JSON value, at most `depth` deep.
@@ -209,10 +191,7 @@ fn mutate(rng: &mut StdRng, text: &str, other: &str) -> String {
 
 #[test]
 fn every_corpus_file_keeps_the_parsers_promises() {
-    for (name, text) in corpus() {
-        let result = std::panic::catch_unwind(|| check::check(&text));
-        assert!(result.is_ok(), "corpus file {name} broke a promise");
-    }
+    driver::check_corpus(&corpus(), |text: &String| check::check(text));
 }
 
 #[test]

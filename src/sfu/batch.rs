@@ -108,8 +108,7 @@ impl SendBatch {
                 }
             }
         }
-        self.items.clear();
-        self.data.clear();
+        self.clear();
         done
     }
 

@@ -1,14 +1,53 @@
-//! The generated part of the stable property tests that stand in for cargo-fuzz
-//! (`tests/fuzz_signaling.rs`, `tests/fuzz_datagrams.rs`): inputs made fresh, mutations of two
-//! corpus files, and mutations of a fresh input with a corpus file, each one checked.
+//! What the stable property tests that stand in for cargo-fuzz (`tests/fuzz_signaling.rs`,
+//! `tests/fuzz_datagrams.rs`) share: the corpus of a target read from `fuzz/corpus/`, each of
+//! its files checked, and the generated part: inputs made fresh, mutations of two corpus
+//! files, and mutations of a fresh input with a corpus file, each one checked.
 //!
 //! `MM_FUZZ_SEED=<n>` replays a run; `MM_FUZZ_ITERATIONS=<n>` runs longer.
 
 use std::fmt::Debug;
 use std::panic::{catch_unwind, RefUnwindSafe};
+use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// The corpus directory of fuzz target `name`.
+pub fn corpus_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(name)
+}
+
+/// Every file of target `name`'s corpus as (path, contents), sorted; fails when the corpus has
+/// fewer than `min` files (seeds lost).
+pub fn corpus(name: &str, min: usize) -> Vec<(String, Vec<u8>)> {
+    let dir = corpus_dir(name);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "the corpus {} is part of the repository: {e}",
+                dir.display()
+            )
+        })
+        .map(|entry| {
+            let path = entry.expect("a readable corpus entry").path();
+            let data = std::fs::read(&path).expect("a readable corpus file");
+            (path.display().to_string(), data)
+        })
+        .collect();
+    out.sort();
+    assert!(out.len() >= min, "the corpus lost its seeds: {}", out.len());
+    out
+}
+
+/// Checks every corpus file; fails naming the first that breaks a promise.
+pub fn check_corpus<T: RefUnwindSafe>(files: &[(String, T)], check: impl Fn(&T) + RefUnwindSafe) {
+    for (name, input) in files {
+        let result = catch_unwind(|| check(input));
+        assert!(result.is_ok(), "corpus file {name} broke a promise");
+    }
+}
 
 /// What one property test generates and checks.
 pub struct Generated<'a, T, F, M, C> {
