@@ -136,6 +136,7 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
         "mm_media_received_packets_total",
         "mm_media_sent_packets_total",
         "mm_forwarded_frames_total",
+        "mm_forwarded_packets_total",
         "mm_plis_sent_total",
         "mm_simulcast_layer_switches_total",
     ] {

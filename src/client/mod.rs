@@ -304,6 +304,26 @@ impl Client {
         }
     }
 
+    /// Loss tests: the recv transport drops this share (0.0 to 1.0) of the RTP datagrams it
+    /// receives, chosen at random, as a lossy network between server and subscriber would;
+    /// its RTCP, STUN and DTLS pass. Retransmissions are dropped at the same rate.
+    pub fn drop_incoming_rtp(&self, share: f64) {
+        let ppm = (share.clamp(0.0, 1.0) * 1_000_000.0) as u32;
+        self.shared
+            .incoming_rtp_loss_ppm
+            .store(ppm, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Incoming RTP datagrams the recv transport saw, and how many of them it dropped
+    /// ([`Client::drop_incoming_rtp`]).
+    pub fn incoming_rtp(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.shared.incoming_rtp_seen.load(Relaxed),
+            self.shared.incoming_rtp_dropped.load(Relaxed),
+        )
+    }
+
     /// Hostile-input tests: sends `datagrams` to the server from the send transport's own
     /// socket (an address the server knows), then replays the last datagrams that transport
     /// sent when `replay_recent`. Returns the number sent.

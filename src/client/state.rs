@@ -3,6 +3,7 @@
 //! change signal that `wait_*` functions sleep on.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,8 @@ pub struct ConsumerStats {
     pub mid: String,
     /// True after `consumerClosed` for it arrived, or its mid was reused by a later consumer.
     pub closed: bool,
-    /// Complete frames (str0m `MediaData` events) received.
+    /// Complete frames (str0m `MediaData` events) received and decodable: video delta frames
+    /// after a gap, until the next keyframe, are counted in `undecodable` instead.
     pub frames: u64,
     /// Payload bytes of those frames.
     pub bytes: u64,
@@ -39,8 +41,15 @@ pub struct ConsumerStats {
     pub discontinuities: u64,
     /// Video delta frames (not keyframes) that do not follow the frame received just before
     /// (by stamp sequence): frames whose references this subscriber never got, which a real
-    /// decoder shows as garbage. An SFU must never forward one.
+    /// decoder shows as garbage. Frames after a gap str0m saw are not decoded (as a browser
+    /// does not), so one counted here is a gap the server hid: it must never happen.
     pub broken_deltas: u64,
+    /// Video delta frames dropped as a decoder drops them: from a gap in the RTP sequence (a
+    /// frame str0m delivers as not contiguous) to the next keyframe, which this client asks
+    /// for with a PLI, as browsers do.
+    pub undecodable: u64,
+    /// A gap was seen and no keyframe has come since.
+    pub awaiting_keyframe: bool,
     /// Stamp sequence of the latest frame received.
     pub last_seq: Option<u32>,
     /// Frames that carried this crate's sequence/timestamp stamp.
@@ -74,6 +83,8 @@ impl ConsumerStats {
             keyframes: 0,
             discontinuities: 0,
             broken_deltas: 0,
+            undecodable: 0,
+            awaiting_keyframe: false,
             last_seq: None,
             stamped_frames: 0,
             first_seq: None,
@@ -102,13 +113,21 @@ impl ConsumerStats {
             .then(|| Duration::from_micros(self.latency_sum_us / self.stamped_frames))
     }
 
-    fn record(&mut self, data: &[u8], contiguous: bool, now: Instant, now_us: u64) {
-        self.frames += 1;
+    /// Records a frame; true when it is a video frame the decoder cannot use until a keyframe
+    /// (the caller asks the sender for one).
+    fn record(&mut self, data: &[u8], contiguous: bool, now: Instant, now_us: u64) -> bool {
         if !contiguous {
             self.discontinuities += 1;
         }
-        self.bytes += data.len() as u64;
         let keyframe = self.kind == Kind::Video && is_vp8_keyframe(data);
+        if self.kind == Kind::Video && !keyframe && (!contiguous || self.awaiting_keyframe) {
+            self.awaiting_keyframe = true;
+            self.undecodable += 1;
+            return true;
+        }
+        self.awaiting_keyframe = false;
+        self.frames += 1;
+        self.bytes += data.len() as u64;
         if keyframe {
             self.keyframes += 1;
         }
@@ -131,6 +150,7 @@ impl ConsumerStats {
         }
         self.first_frame_at.get_or_insert(now);
         self.last_frame_at = Some(now);
+        false
     }
 }
 
@@ -208,12 +228,16 @@ impl State {
         }
     }
 
-    pub fn record_frame(&mut self, mid: &str, data: &[u8], contiguous: bool) {
+    /// Records a frame of the consumer on `mid`; true when a keyframe should be requested.
+    pub fn record_frame(&mut self, mid: &str, data: &[u8], contiguous: bool) -> bool {
         let now = Instant::now();
         let now_us = unix_micros();
         match self.mid_owner.get(mid) {
             Some(&i) => self.consumers[i].record(data, contiguous, now, now_us),
-            None => self.unmatched_frames += 1,
+            None => {
+                self.unmatched_frames += 1;
+                false
+            }
         }
     }
 
@@ -226,6 +250,12 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    /// Loss tests: the share of incoming RTP datagrams the recv transport drops, in parts
+    /// per million ([`crate::client::Client::drop_incoming_rtp`]).
+    pub incoming_rtp_loss_ppm: AtomicU32,
+    /// Incoming RTP datagrams seen by the recv transport, and those of them it dropped.
+    pub incoming_rtp_seen: AtomicU64,
+    pub incoming_rtp_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -233,6 +263,9 @@ impl Shared {
         Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: watch::channel(0).0,
+            incoming_rtp_loss_ppm: AtomicU32::new(0),
+            incoming_rtp_seen: AtomicU64::new(0),
+            incoming_rtp_dropped: AtomicU64::new(0),
         })
     }
 

@@ -7,16 +7,17 @@
 //! std socket read timeout would do, but Linux rounds it up to scheduler ticks: a 1 ms
 //! `SO_RCVTIMEO` sleeps 4-12 ms here, which showed up as that much added latency per frame.)
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Simulcast, SimulcastLayer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -127,6 +128,8 @@ impl Transport {
                         shared: shared.clone(),
                         remote: None,
                         recent: VecDeque::new(),
+                        keyframe_asked: HashMap::new(),
+                        loss_rng: u64::from(local_addr.port()) | 1 << 40,
                         drop_rtp: 0,
                     };
                     let result = driver.run(cmd_rx).await;
@@ -195,12 +198,44 @@ struct Driver {
     recent: VecDeque<Vec<u8>>,
     /// Outgoing RTP datagrams still to drop (`Command::DropRtp`).
     drop_rtp: u32,
+    /// When a keyframe was last asked for, per receiving mid.
+    keyframe_asked: HashMap<Mid, Instant>,
+    /// xorshift state for the incoming loss of loss tests.
+    loss_rng: u64,
 }
+
+/// Least time between two keyframe requests of one receiving mid.
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Datagrams kept for replay.
 const RECENT_KEPT: usize = 32;
 
 impl Driver {
+    /// Loss tests: whether this incoming datagram is an RTP packet the recv transport drops
+    /// (a share of them, [`Shared::incoming_rtp_loss_ppm`], chosen at random).
+    fn drops_incoming(&mut self, datagram: &[u8]) -> bool {
+        if self.dir != TransportDir::Recv || !is_rtp(datagram) {
+            return false;
+        }
+        self.shared
+            .incoming_rtp_seen
+            .fetch_add(1, Ordering::Relaxed);
+        let ppm = self.shared.incoming_rtp_loss_ppm.load(Ordering::Relaxed);
+        if ppm == 0 {
+            return false;
+        }
+        self.loss_rng ^= self.loss_rng << 13;
+        self.loss_rng ^= self.loss_rng >> 7;
+        self.loss_rng ^= self.loss_rng << 17;
+        let drop = self.loss_rng % 1_000_000 < u64::from(ppm);
+        if drop {
+            self.shared
+                .incoming_rtp_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        drop
+    }
+
     async fn run(
         &mut self,
         mut cmd_rx: mpsc::UnboundedReceiver<Command>,
@@ -251,6 +286,9 @@ impl Driver {
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, source)) => {
+                        if self.drops_incoming(&buf[..n]) {
+                            continue;
+                        }
                         let Ok(rx) = Receive::new(Protocol::Udp, source, self.local_addr, &buf[..n])
                         else {
                             tracing::debug!(target: "mm_client", "unparseable datagram from {source}");
@@ -328,8 +366,23 @@ impl Driver {
             }
             Event::MediaData(data) => {
                 let mid = data.mid.to_string();
-                self.shared
+                let undecodable = self
+                    .shared
                     .update(|s| s.record_frame(&mid, &data.data, data.contiguous));
+                // As a browser does: after a gap, ask for a keyframe (at most every 300 ms).
+                let now = Instant::now();
+                let due = self
+                    .keyframe_asked
+                    .get(&data.mid)
+                    .is_none_or(|at| now.saturating_duration_since(*at) >= PLI_INTERVAL);
+                if undecodable && due {
+                    self.keyframe_asked.insert(data.mid, now);
+                    if let Some(mut w) = self.rtc.writer(data.mid) {
+                        if let Err(e) = w.request_keyframe(data.rid, KeyframeRequestKind::Pli) {
+                            tracing::debug!(target: "mm_client", "keyframe request: {e}");
+                        }
+                    }
+                }
             }
             Event::KeyframeRequest(req) => {
                 if let Some(g) = self.generator.as_mut() {

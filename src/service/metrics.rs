@@ -153,7 +153,7 @@ pub async fn render(s: &Sources) -> String {
     for (name, help, value) in gauges {
         out.metric(name, "gauge", help, &[("", value as f64)]);
     }
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 11] = [
         (
             "mm_media_received_bytes_total",
             "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.",
@@ -178,6 +178,11 @@ pub async fn render(s: &Sources) -> String {
             "mm_forwarded_frames_total",
             "Media frames written to consumers.",
             media.frames_forwarded,
+        ),
+        (
+            "mm_forwarded_packets_total",
+            "RTP packets written to consumers.",
+            media.packets_forwarded,
         ),
         (
             "mm_nacks_received_total",

@@ -160,8 +160,11 @@ pub struct WorkerStats {
     pub producers: usize,
     /// Consumers.
     pub consumers: usize,
-    /// Media frames forwarded to consumers since start.
+    /// Media frames forwarded to consumers since start (video: packets with the marker bit,
+    /// the last of a frame; audio: every packet).
     pub frames_forwarded: u64,
+    /// RTP packets forwarded to consumers since start.
+    pub packets_forwarded: u64,
     /// Datagrams received since start.
     pub datagrams_in: u64,
     /// Datagrams sent since start.

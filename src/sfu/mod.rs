@@ -4,13 +4,13 @@
 //!
 //! - [`worker`]: the socket loop, transports, producers, consumers;
 //! - [`simulcast`]: layer measurement and choice;
-//! - [`references`]: which frames a subscriber can decode after a loss;
+//! - [`rewrite`]: what a forwarded RTP packet becomes for each consumer;
 //! - [`speaker`]: active speaker detection;
 //! - [`messages`]: commands in, events out.
 
 pub mod batch;
 pub mod messages;
-pub mod references;
+pub mod rewrite;
 pub mod simulcast;
 pub mod speaker;
 pub mod worker;
@@ -90,6 +90,7 @@ impl MediaPlane {
                 total.producers += s.producers;
                 total.consumers += s.consumers;
                 total.frames_forwarded += s.frames_forwarded;
+                total.packets_forwarded += s.packets_forwarded;
                 total.datagrams_in += s.datagrams_in;
                 total.datagrams_out += s.datagrams_out;
                 total.bytes_in += s.bytes_in;

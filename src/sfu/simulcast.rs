@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::references::References;
-
 /// How long a layer may stay silent before it no longer counts as available.
 pub const LAYER_STALE_AFTER: Duration = Duration::from_millis(1500);
 
@@ -14,7 +12,7 @@ pub const LAYER_STALE_AFTER: Duration = Duration::from_millis(1500);
 pub struct LayerStats {
     /// The rid (`l`, `m`, `h`, or `""` without simulcast).
     pub rid: String,
-    /// When its last frame arrived.
+    /// When its last packet arrived.
     pub last_seen: Instant,
     /// Bytes in the current measuring window.
     window_bytes: u64,
@@ -24,8 +22,6 @@ pub struct LayerStats {
     pub bitrate: u64,
     /// Frame height read from the last keyframe, when the codec tells it.
     pub height: Option<u32>,
-    /// Which of its frames a subscriber can decode after a loss.
-    pub references: References,
 }
 
 impl LayerStats {
@@ -38,12 +34,11 @@ impl LayerStats {
             window_start: now,
             bitrate: 0,
             height: None,
-            references: References::default(),
         }
     }
 
-    /// Accounts one frame of `bytes` arriving at `now`.
-    pub fn on_frame(&mut self, bytes: usize, now: Instant) {
+    /// Accounts one packet of `bytes` (payload) arriving at `now`.
+    pub fn on_packet(&mut self, bytes: usize, now: Instant) {
         self.last_seen = now;
         self.window_bytes += bytes as u64;
         let elapsed = now.saturating_duration_since(self.window_start);
@@ -246,7 +241,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = LayerStats::new("h".into(), t0);
         for i in 1..=10 {
-            l.on_frame(1250, t0 + Duration::from_millis(100 * i));
+            l.on_packet(1250, t0 + Duration::from_millis(100 * i));
         }
         // 1250 bytes every 100 ms = 100 kbps.
         assert!((90_000..=110_000).contains(&l.bitrate), "{}", l.bitrate);

@@ -8,7 +8,8 @@
 //! This file holds the loop, its state (transports, producers, consumers) and the polling of
 //! str0m; each other job of the one loop has its own file:
 //! - [`net`]: sockets, `ppoll`, ICE-TCP threads, routing each datagram to its transport;
-//! - [`forward`]: the packet path from a producer's frame to its consumers, keyframe requests;
+//! - [`forward`]: the packet path from a producer's RTP packet to its consumers, keyframe
+//!   requests;
 //! - [`layers`]: simulcast layer choice per subscriber connection;
 //! - [`negotiate`]: SDP offers to subscribers and their answers;
 //! - [`commands`]: what the control plane asks ([`WorkerCommand`]);
@@ -35,8 +36,9 @@ use actix::Recipient;
 use str0m::bwe::BweKind;
 use str0m::change::SdpPendingOffer;
 use str0m::config::DtlsCert;
-use str0m::media::{Mid, Rid};
+use str0m::media::{Mid, Pt, Rid};
 use str0m::net::Protocol;
+use str0m::rtp::Ssrc;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, info, warn};
 
@@ -44,6 +46,7 @@ use super::batch::{SendBatch, MAX_BATCH};
 use super::messages::{
     MediaError, MediaEvent, Reply, RoomMediaEvent, TransportState, WorkerCommand, WorkerStats,
 };
+use super::rewrite::Rewriter;
 use super::simulcast::LayerStats;
 use super::speaker::SpeakerDetector;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
@@ -229,14 +232,12 @@ struct Transport {
     next_timeout: Instant,
     /// Queued in `Worker::dirty` for polling.
     dirty: bool,
-    /// A frame was written since the last poll: the transport is polled (which packetizes
-    /// what is due) before the next frame is written to it, so a burst of frames for one
-    /// subscriber never piles up in str0m's queue.
-    written: bool,
     /// The Rtc stopped (ICE timeout, DTLS close); kept until the peer is removed.
     dead: bool,
     /// Send side: producer of each incoming m-line.
     producers_by_mid: HashMap<Mid, ProducerId>,
+    /// Send side: the m-line and layer of each incoming SSRC, as str0m mapped them.
+    rx_streams: HashMap<Ssrc, (Mid, Option<Rid>)>,
     /// Recv side: consumer of each outgoing m-line.
     consumers_by_mid: HashMap<Mid, ConsumerId>,
     /// Recv side: consumers waiting to be put into an offer.
@@ -291,15 +292,11 @@ struct Consumer {
     target: Option<String>,
     /// Displayed height reported by the client (0 = hidden).
     display_height: Option<u32>,
-    /// Added to the producer's RTP time so the output clock stays continuous across layers.
-    time_offset: u64,
-    /// Last RTP time written.
-    last_out: Option<u64>,
-    /// Video: forward nothing until the next keyframe of the forwarded layer. Set at the
-    /// start, after a frame str0m could not deliver contiguously (loss NACK did not repair in
-    /// time) and while the producer is paused: a delta frame whose references the subscriber
-    /// never got decodes as garbage, so the picture freezes instead.
-    need_keyframe: bool,
+    /// Sequence numbers, RTP time and VP8 ids as this consumer gets them: one continuous
+    /// stream across its layer switches and pauses. Video runs start at keyframes.
+    rewriter: Rewriter,
+    /// The producer's payload type and the consumer's for the same codec, found once.
+    pt: Option<(Pt, Pt)>,
 }
 
 struct PeerMedia {
@@ -550,11 +547,10 @@ impl Worker {
     }
 
     fn poll(&mut self, key: TKey) {
-        // str0m packetizes one queued frame per media on each timeout; frames written since
-        // are due at once. Feeding those due timeouts here, rather than on the next turn of
-        // the loop, keeps its queue short when many frames arrive in one batch (past 512
-        // queued frames str0m refuses writes). Bounded so one busy transport cannot starve
-        // the others; what is left is due at the next turn.
+        // Packets written since the last poll are due at once (str0m's pacer releases them on
+        // a timeout). Feeding those due timeouts here, rather than on the next turn of the
+        // loop, sends them in this flush. Bounded so one busy transport cannot starve the
+        // others; what is left is due at the next turn.
         let mut due_timeouts = MAX_BATCH;
         loop {
             let Some(t) = self.transports.get_mut(&key) else {
@@ -563,7 +559,6 @@ impl Worker {
             if t.dead {
                 return;
             }
-            t.written = false;
             if !t.rtc.is_alive() {
                 t.dead = true;
                 let (peer, direction) = (t.peer.clone(), t.direction);
@@ -657,7 +652,7 @@ impl Worker {
                     },
                 );
             }
-            Event::MediaData(data) => self.on_media(key, data),
+            Event::RtpPacket(packet) => self.on_rtp(key, packet),
             Event::KeyframeRequest(req) => {
                 self.stats.plis_received += 1;
                 let Some(cid) = t.consumers_by_mid.get(&req.mid).cloned() else {

@@ -15,6 +15,7 @@ use super::{Consumer, PeerMedia, Producer, RoomMedia, TKey, Transport, Worker};
 use crate::ids::{ConsumerId, PeerId, ProducerId};
 use crate::model::{Direction, MediaKind};
 use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
+use crate::sfu::rewrite::Rewriter;
 use crate::sfu::speaker::SpeakerDetector;
 
 /// Video packets kept per outgoing stream for resends (NACK) and probing.
@@ -142,6 +143,9 @@ impl Worker {
     pub(super) fn add_transport(&mut self, peer: &PeerId, direction: Direction) -> TKey {
         let mut builder = Rtc::builder()
             .set_ice_lite(true)
+            // Forward RTP packets as they come, not frames: no depacketizing and packetizing
+            // again per subscriber (`worker::forward`).
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -181,9 +185,9 @@ impl Worker {
                 rtc,
                 next_timeout: now,
                 dirty: false,
-                written: false,
                 dead: false,
                 producers_by_mid: HashMap::new(),
+                rx_streams: HashMap::new(),
                 consumers_by_mid: HashMap::new(),
                 pending_add: Vec::new(),
                 pending_inactive: Vec::new(),
@@ -380,9 +384,8 @@ impl Worker {
                 current: None,
                 target: None,
                 display_height: None,
-                time_offset: 0,
-                last_out: None,
-                need_keyframe: true,
+                rewriter: Rewriter::default(),
+                pt: None,
             },
         );
         if let Some(t) = self.transports.get_mut(&key) {

@@ -1,11 +1,14 @@
-//! The packet path: a producer's frame, handed over by str0m, goes to each consumer that may
-//! decode it (simulcast layer, keyframe waits, temporal-layer holds), and keyframe requests go
-//! back to the publisher, throttled.
+//! The packet path: a producer's RTP packet, handed over by str0m in RTP mode, goes to each
+//! consumer of the layer it belongs to, rewritten for that consumer (`sfu::rewrite`) and
+//! written to the consumer's outgoing stream. The payload is not copied: every consumer's
+//! stream, and its resend history for NACK, holds the same `Arc` of the packet's bytes.
+//! Keyframe requests go back to the publisher, throttled.
 
 use std::time::{Duration, Instant};
 
-use str0m::format::CodecExtra;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaTime, Rid};
+use str0m::format::Codec as SdpCodec;
+use str0m::media::{KeyframeRequestKind, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use tracing::{debug, trace};
 
 use super::layers::layer_rid;
@@ -13,29 +16,54 @@ use super::{After, TKey, Worker};
 use crate::ids::ProducerId;
 use crate::model::MediaKind;
 use crate::sfu::messages::MediaEvent;
-use crate::sfu::references::{Frame, Verdict, Vp8Frame};
-use crate::sfu::simulcast::{rid_rank, vp8_keyframe_height, LayerStats};
+use crate::sfu::rewrite::{inspect, Codec, Rewritten};
+use crate::sfu::simulcast::{rid_rank, LayerStats};
 
 /// Minimum time between two keyframe requests for the same producer layer.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
 
 impl Worker {
-    pub(super) fn on_media(&mut self, key: TKey, data: MediaData) {
-        let Some(t) = self.transports.get(&key) else {
+    pub(super) fn on_rtp(&mut self, key: TKey, packet: RtpPacket) {
+        let Some(t) = self.transports.get_mut(&key) else {
             return;
         };
-        let Some(pid) = t.producers_by_mid.get(&data.mid).cloned() else {
+        let ssrc = packet.header.ssrc;
+        let (mid, rid) = match t.rx_streams.get(&ssrc) {
+            Some(found) => *found,
+            None => {
+                let mut api = t.rtc.direct_api();
+                let Some(found) = api.stream_rx(&ssrc).map(|s| (s.mid(), s.rid())) else {
+                    return;
+                };
+                t.rx_streams.insert(ssrc, found);
+                found
+            }
+        };
+        let pt = packet.header.payload_type;
+        let Some(params) = t
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == pt)
+            .copied()
+        else {
+            trace!(%pt, "RTP packet of a payload type the offer did not have");
+            return;
+        };
+        let Some(producer) = t
+            .producers_by_mid
+            .get(&mid)
+            .and_then(|pid| self.producers.get_mut(pid))
+        else {
             return;
         };
         let now = Instant::now();
-        let Some(producer) = self.producers.get_mut(&pid) else {
-            return;
-        };
-        let rid: String = data.rid.map(|r| r.to_string()).unwrap_or_default();
+        let rid: &str = rid.as_deref().unwrap_or("");
         let layer_index = match producer.layers.iter().position(|l| l.rid == rid) {
             Some(i) => i,
             None => {
-                producer.layers.push(LayerStats::new(rid.clone(), now));
+                producer.layers.push(LayerStats::new(rid.to_string(), now));
                 producer
                     .layers
                     .sort_by(|a, b| rid_rank(&a.rid).cmp(&rid_rank(&b.rid)));
@@ -47,36 +75,21 @@ impl Worker {
                     .expect("layer just added")
             }
         };
-        let keyframe = producer.kind == MediaKind::Video && data.is_keyframe();
-        let vp8 = match data.codec_extra {
-            CodecExtra::Vp8(v) => Some(Vp8Frame {
-                picture_id: v.picture_id,
-                temporal_layer: v.layer_index,
-                layer_sync: v.sync,
-            }),
-            _ => None,
+        let video = producer.kind == MediaKind::Video;
+        let codec = match params.spec().codec {
+            SdpCodec::Vp8 if video => Codec::Vp8,
+            SdpCodec::H264 if video => Codec::H264,
+            _ => Codec::Other,
         };
+        let inbound = inspect(codec, &packet.payload);
         let layer = &mut producer.layers[layer_index];
-        layer.on_frame(data.data.len(), now);
-        let verdict = if producer.kind == MediaKind::Video {
-            let verdict = layer.references.on_frame(Frame {
-                keyframe,
-                contiguous: data.contiguous,
-                vp8,
-            });
-            trace!(producer = %pid, rid, ?vp8, keyframe, ?verdict, "video frame in");
-            verdict
-        } else {
-            Verdict::Forward
-        };
-        if keyframe {
-            if let Some(h) = vp8_keyframe_height(&data.data) {
-                layer.height = Some(h);
-            }
+        layer.on_packet(packet.payload.len(), now);
+        if inbound.height.is_some() {
+            layer.height = inbound.height;
         }
-        if producer.kind == MediaKind::Audio {
+        if !video {
             if let (Some(level), Some(room)) = (
-                data.ext_vals.audio_level,
+                packet.header.ext_vals.audio_level,
                 self.rooms.get_mut(&producer.room),
             ) {
                 trace!(peer = %producer.peer, level, "audio level");
@@ -84,17 +97,20 @@ impl Worker {
             }
         }
         if producer.paused {
-            // Frames dropped here are references the subscribers will not have.
+            // What is dropped here the subscribers will not have: each starts a new run at the
+            // next keyframe after the resume.
             for cid in &producer.consumers {
                 if let Some(c) = self.consumers.get_mut(cid) {
-                    c.need_keyframe = true;
+                    c.rewriter.stop();
                 }
             }
             return;
         }
         let producer = &*producer;
-        let video = producer.kind == MediaKind::Video;
         let simulcast = !rid.is_empty();
+        let seq = *packet.seq_no;
+        let time = packet.header.timestamp;
+        let clock_rate = params.spec().clock_rate.get();
         let mut after = Vec::new();
         let mut writes = Vec::new();
         for cid in &producer.consumers {
@@ -104,89 +120,103 @@ impl Worker {
             let Some(mid) = c.mid.filter(|_| c.active) else {
                 continue;
             };
+            let mut start = !c.rewriter.running();
             if simulcast {
-                if c.target.as_deref() == Some(rid.as_str())
-                    && c.current.as_deref() != Some(rid.as_str())
-                {
-                    if !keyframe {
+                if c.target.as_deref() == Some(rid) && c.current.as_deref() != Some(rid) {
+                    if !inbound.keyframe_start {
                         after.push(After::KeyframeRequest(
                             producer.id.clone(),
-                            Some(rid.clone()),
+                            Some(rid.to_string()),
                         ));
                         continue;
                     }
-                    // Switch at this keyframe; keep the output clock continuous.
-                    if let Some(last) = c.last_out {
-                        let step = u64::from(data.time.frequency().get() / 30);
-                        c.time_offset = last.wrapping_add(step).wrapping_sub(data.time.numer());
-                    }
-                    c.current = Some(rid.clone());
+                    // Switch at this keyframe; the rewrite continues the previous layer.
+                    start = true;
+                    c.current = Some(rid.to_string());
                     after.push(After::LayerChanged(
                         c.transport,
                         c.id.clone(),
                         c.current.clone(),
                     ));
                 }
-                if c.current.as_deref() != Some(rid.as_str()) {
+                if c.current.as_deref() != Some(rid) {
                     continue;
                 }
             }
-            if video {
-                if keyframe {
-                    c.need_keyframe = false;
-                } else if c.need_keyframe || verdict == Verdict::NeedKeyframe {
-                    // Something before this frame is missing for this subscriber: wait for a
-                    // keyframe of this layer (requested, throttled) rather than forward a
-                    // frame that cannot decode.
-                    if !c.need_keyframe {
-                        debug!(consumer = %c.id, rid, "a frame is missing: the layer waits for a keyframe");
-                    }
-                    c.need_keyframe = true;
-                    after.push(After::KeyframeRequest(producer.id.clone(), layer_rid(&rid)));
-                    continue;
-                } else if verdict == Verdict::Hold {
-                    // It may read a picture that was lost: the base layer goes on alone
-                    // until the next layer sync.
+            if start {
+                if video && !inbound.keyframe_start {
+                    // A video run starts at a keyframe: before it, the subscriber has nothing
+                    // a delta frame could refer to.
+                    after.push(After::KeyframeRequest(producer.id.clone(), layer_rid(rid)));
                     continue;
                 }
+                debug!(consumer = %c.id, rid, seq, "a run of packets starts");
+                c.rewriter.start(seq, time, inbound.vp8, clock_rate, now);
             }
-            let out = data.time.numer().wrapping_add(c.time_offset);
-            c.last_out = Some(out);
-            writes.push((c.transport, c.id.clone(), mid, out));
+            let Some(out) = c.rewriter.rewrite(seq, time, inbound.vp8, now) else {
+                continue;
+            };
+            // The consumer's payload type for the producer's codec, found once.
+            let out_pt = match c.pt {
+                Some((from, to)) if from == pt => Some(to),
+                _ => None,
+            };
+            writes.push((c.transport, mid, out, out_pt, cid));
         }
-        // Written after the loop, with a poll between two frames for the same transport: under
-        // load several frames for one subscriber arrive in one batch, and each must be
-        // packetized before the next is queued.
-        for (tkey, cid, mid, out) in writes {
-            if self.transports.get(&tkey).is_some_and(|t| t.written) {
-                self.poll(tkey);
-            }
+        let ext = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..ExtensionValues::default()
+        };
+        let marker = packet.header.marker;
+        for (tkey, mid, out, out_pt, cid) in writes {
             let Some(rt) = self.transports.get_mut(&tkey) else {
                 continue;
             };
             if rt.dead {
                 continue;
             }
-            let Some(writer) = rt.rtc.writer(mid) else {
-                continue;
-            };
-            let Some(pt) = writer.match_params(data.params) else {
-                debug!(consumer = %cid, "subscriber did not negotiate the producer's codec");
-                continue;
-            };
-            let time = MediaTime::new(out, data.time.frequency());
-            let writer = match data.ext_vals.audio_level {
-                Some(level) => {
-                    writer.audio_level(level, data.ext_vals.voice_activity.unwrap_or(false))
+            let out_pt = match out_pt {
+                Some(p) => p,
+                None => {
+                    let Some(found) = rt.rtc.codec_config().match_params(params).map(|p| p.pt())
+                    else {
+                        debug!(consumer = %cid, "subscriber did not negotiate the producer's codec");
+                        continue;
+                    };
+                    if let Some(c) = self.consumers.get_mut(cid) {
+                        c.pt = Some((pt, found));
+                    }
+                    found
                 }
-                None => writer,
             };
-            if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
-                debug!(consumer = %cid, "write failed: {e}");
+            let mut api = rt.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 continue;
+            };
+            let Rewritten { seq, time, vp8 } = out;
+            let mut write = RtpWrite::new(
+                out_pt,
+                SeqNo::from(seq),
+                time,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(marker)
+            .ext_vals(ext.clone())
+            .nackable(video);
+            if let Some(ids) = vp8 {
+                match vp8_patch(&packet.payload, ids) {
+                    Some(patch) => write = write.vp8_patch(patch),
+                    None => continue,
+                }
             }
-            rt.written = true;
-            self.stats.frames_forwarded += 1;
+            stream.write_rtp(write);
+            self.stats.packets_forwarded += 1;
+            if marker || !video {
+                self.stats.frames_forwarded += 1;
+            }
             if !rt.dirty {
                 rt.dirty = true;
                 self.dirty.push(tkey);
@@ -251,13 +281,28 @@ impl Worker {
         let Some(t) = self.transports.get_mut(&tkey) else {
             return;
         };
-        if let Some(mut writer) = t.rtc.writer(mid) {
-            let rid = rid.filter(|r| !r.is_empty()).map(|r| Rid::from(r.as_str()));
-            match writer.request_keyframe(rid, kind) {
-                Ok(()) => self.stats.plis_sent += 1,
-                Err(e) => debug!(producer = %pid, "keyframe request failed: {e}"),
+        let rid = rid.filter(|r| !r.is_empty()).map(|r| Rid::from(r.as_str()));
+        match t.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            Some(stream) => {
+                stream.request_keyframe(kind);
+                self.stats.plis_sent += 1;
             }
+            None => debug!(producer = %pid, ?rid, "keyframe request: no such incoming stream"),
         }
         self.mark_dirty(tkey);
     }
+}
+
+/// The patch that rewrites a VP8 packet's picture id and TL0PICIDX for one consumer, applied
+/// by str0m as it writes the packet (the shared payload is not touched).
+fn vp8_patch(payload: &[u8], ids: crate::sfu::rewrite::Vp8Ids) -> Option<str0m::rtp::Vp8Patch> {
+    let descriptor = str0m::rtp::Vp8Descriptor::parse(payload).ok()?;
+    let mut patch = descriptor.patch();
+    if let Some((id, _)) = ids.picture_id {
+        patch = patch.picture_id(id);
+    }
+    if let Some(tl0) = ids.tl0_pic_idx {
+        patch = patch.tl0_pic_idx(tl0);
+    }
+    patch.build().ok()
 }

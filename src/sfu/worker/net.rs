@@ -14,6 +14,7 @@ use str0m::Input;
 use tracing::{debug, warn};
 
 use super::Worker;
+use crate::model::Direction;
 
 /// Socket buffer the media sockets ask for: a few hundred milliseconds of a busy worker's
 /// traffic, so join bursts and scheduling hiccups do not drop datagrams.
@@ -229,6 +230,13 @@ impl Worker {
             warn!(peer = %t.peer, "transport input error: {e}");
             t.rtc.disconnect();
         }
-        self.mark_dirty(key);
+        if t.direction == Direction::Send {
+            // In RTP mode str0m holds one received packet until the next poll, and a second
+            // datagram would replace it: a publisher's transport is polled (its packet
+            // forwarded) before the next datagram is read.
+            self.poll(key);
+        } else {
+            self.mark_dirty(key);
+        }
     }
 }
