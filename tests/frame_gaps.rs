@@ -1,11 +1,15 @@
-//! A subscriber never receives a video frame whose references it did not get (issue 15).
+//! A subscriber never decodes a video frame whose references it did not get (issues 15, 11).
 //! Frames lost between publisher and server beyond what NACK repairs, a paused and resumed
-//! camera, and upper simulcast layers switched off and on: in each case the server forwards
-//! nothing of the layer until its next keyframe (which it requests), so the subscriber's
-//! picture freezes and recovers instead of decoding garbage.
+//! camera, and upper simulcast layers switched off and on. The server forwards RTP packets:
+//! a loss it could not repair reaches the subscriber as the same sequence gap, and the
+//! subscriber (the Rust client, as a browser) drops delta frames after it and asks for a
+//! keyframe, which the server relays; a pause or a layer switch starts the consumer's stream
+//! again at a keyframe, without a gap. So the picture freezes and recovers instead of
+//! decoding garbage.
 //!
-//! The oracle: each generated frame carries its frame number; a delta frame whose number does
-//! not follow the frame the subscriber received just before is one a decoder cannot decode.
+//! The oracle: each generated frame carries its frame number; a delta frame the subscriber
+//! decodes (str0m delivers it as contiguous) whose number does not follow the frame decoded
+//! just before is a gap the server hid: a decoder would show garbage.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +40,7 @@ async fn recovers(bob: &Client, from: &ConsumerStats, more: u64, what: &str) {
 }
 
 #[actix_rt::test]
-async fn frames_lost_beyond_repair_are_not_forwarded_until_the_next_keyframe() {
+async fn frames_lost_beyond_repair_cost_frames_until_the_next_keyframe() {
     let srv = server::start(Config::for_tests())
         .await
         .expect("server starts");
