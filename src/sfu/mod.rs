@@ -4,11 +4,13 @@
 //!
 //! - [`worker`]: the socket loop, transports, producers, consumers;
 //! - [`simulcast`]: layer measurement and choice;
+//! - [`dtls`]: DTLS with one configuration shared by all transports;
 //! - [`rewrite`]: what a forwarded RTP packet becomes for each consumer;
 //! - [`speaker`]: active speaker detection;
 //! - [`messages`]: commands in, events out.
 
 pub mod batch;
+pub mod dtls;
 pub mod messages;
 pub mod rewrite;
 pub mod simulcast;

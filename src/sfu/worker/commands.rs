@@ -146,6 +146,9 @@ impl Worker {
             // Forward RTP packets as they come, not frames: no depacketizing and packetizing
             // again per subscriber (`worker::forward`).
             .set_rtp_mode(true)
+            // One DTLS configuration for all transports: building one costs more than the
+            // handshake (`sfu::dtls`).
+            .set_crypto_provider(crate::sfu::dtls::crypto_provider())
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
