@@ -18,8 +18,11 @@ use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
 use crate::sfu::rewrite::Rewriter;
 use crate::sfu::speaker::SpeakerDetector;
 
-/// Video packets kept per outgoing stream for resends (NACK) and probing.
-const VIDEO_SEND_BUFFER: usize = 300;
+/// Video packets kept per outgoing stream for resends (NACK) and probing, at most: about a
+/// second of 1.5 Mbit/s video, half a second at 3 Mbit/s.
+const VIDEO_SEND_BUFFER: usize = 160;
+/// Age of the oldest video packet kept for resends.
+const VIDEO_HISTORY: Duration = Duration::from_secs(1);
 
 /// How often str0m reports stream statistics (the NACK counters of [`WorkerStats`]).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -153,8 +156,9 @@ impl Worker {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            // Resend history: ~2 s of 1.5 Mbit/s video instead of str0m's 1000 packets, which
-            // made every subscriber connection cost over a megabyte.
+            // Resend history: at most VIDEO_SEND_BUFFER packets (and one second, set when a
+            // consumer starts) instead of str0m's 1000: each slot is str0m's packet header,
+            // ~400 bytes, kept per subscriber stream (the payloads are shared).
             .set_send_buffer_video(VIDEO_SEND_BUFFER)
             .set_stats_interval(Some(STATS_INTERVAL));
         if let Some(cert) = &self.dtls_cert {
@@ -347,6 +351,18 @@ impl Worker {
             if let Some(c) = self.consumers.get_mut(&cid) {
                 c.active = true;
                 wake.push(c.producer.clone());
+                let video = self
+                    .producers
+                    .get(&c.producer)
+                    .is_some_and(|p| p.kind == MediaKind::Video);
+                if let (true, Some(mid), Some(t)) = (video, c.mid, self.transports.get_mut(&key)) {
+                    if let Some(stream) = t.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        // Answers NACKs for up to a second: several round trips, and what a
+                        // decoder still waits for. The payloads are shared with the other
+                        // consumers; each entry here is str0m's packet header (~400 bytes).
+                        stream.set_rtx_cache(VIDEO_SEND_BUFFER, VIDEO_HISTORY, Some(0.15));
+                    }
+                }
             }
         }
         self.mark_dirty(key);
