@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use str0m::format::Codec as SdpCodec;
 use str0m::media::{KeyframeRequestKind, Rid};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Vp8Descriptor, Vp8Patch};
 use tracing::{debug, trace};
 
 use super::layers::layer_rid;
@@ -16,7 +16,7 @@ use super::{After, TKey, Worker};
 use crate::ids::ProducerId;
 use crate::model::MediaKind;
 use crate::sfu::messages::MediaEvent;
-use crate::sfu::rewrite::{inspect, Codec, Rewritten};
+use crate::sfu::rewrite::{inspect, Codec, Rewritten, Vp8Ids};
 use crate::sfu::simulcast::{rid_rank, LayerStats};
 
 /// Minimum time between two keyframe requests for the same producer layer.
@@ -170,6 +170,12 @@ impl Worker {
             ..ExtensionValues::default()
         };
         let marker = packet.header.marker;
+        // Parsed once for all the consumers whose run shifts the VP8 ids.
+        let descriptor = if writes.iter().any(|w| w.2.vp8.is_some()) {
+            Vp8Descriptor::parse(&packet.payload).ok()
+        } else {
+            None
+        };
         for (tkey, mid, out, out_pt, cid) in writes {
             let Some(rt) = self.transports.get_mut(&tkey) else {
                 continue;
@@ -207,7 +213,7 @@ impl Worker {
             .ext_vals(ext.clone())
             .nackable(video);
             if let Some(ids) = vp8 {
-                match vp8_patch(&packet.payload, ids) {
+                match descriptor.as_ref().and_then(|d| vp8_patch(d, ids)) {
                     Some(patch) => write = write.vp8_patch(patch),
                     None => continue,
                 }
@@ -295,8 +301,7 @@ impl Worker {
 
 /// The patch that rewrites a VP8 packet's picture id and TL0PICIDX for one consumer, applied
 /// by str0m as it writes the packet (the shared payload is not touched).
-fn vp8_patch(payload: &[u8], ids: crate::sfu::rewrite::Vp8Ids) -> Option<str0m::rtp::Vp8Patch> {
-    let descriptor = str0m::rtp::Vp8Descriptor::parse(payload).ok()?;
+fn vp8_patch(descriptor: &Vp8Descriptor, ids: Vp8Ids) -> Option<Vp8Patch> {
     let mut patch = descriptor.patch();
     if let Some((id, _)) = ids.picture_id {
         patch = patch.picture_id(id);
