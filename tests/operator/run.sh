@@ -13,11 +13,7 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 MM_BIN=${MM_BIN:-$root/target/debug/multiparty-meeting}
 tmp=$(mktemp -d /tmp/mm-operator.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
+cleanup() { rm -rf "$tmp"; }
 trap cleanup EXIT
 passed=0
 failed=0
@@ -64,9 +60,14 @@ example_config() {
     echo "the header no longer shows the copy step this check follows"; return 1; }
   env -u MM_BIN "$MM_BIN" --config config.toml >server.log 2>&1 &
   local pid=$!
-  pids+=("$pid")
-  wait_http http://127.0.0.1:3000/health "$pid" server.log || return 1
-  curl -fsS http://127.0.0.1:3000/example-room | grep -q '<script type="module"' || return 1
+  # check runs this function in a subshell, so the EXIT trap never sees this pid: every
+  # failure path below kills the server itself, or port 3000 stays taken for later checks.
+  wait_http http://127.0.0.1:3000/health "$pid" server.log || { kill -9 "$pid" 2>/dev/null; return 1; }
+  # The page is read whole before grep looks at it: `curl | grep -q` fails under pipefail
+  # when grep stops reading early (curl: (23) Failed writing body).
+  local page
+  page=$(curl -fsS http://127.0.0.1:3000/example-room) || { kill -9 "$pid"; return 1; }
+  grep -q '<script type="module"' <<<"$page" || { echo "no module script in the page"; kill -9 "$pid"; return 1; }
   kill -TERM "$pid"
   wait "$pid" || { echo "exit $? after SIGTERM"; cat server.log; return 1; }
   cd "$root" || return 1
