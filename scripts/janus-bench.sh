@@ -116,7 +116,11 @@ load_args=()
 
 # ---------------------------------------------------------------- our server
 if [[ " $TARGETS " == *" ours "* ]]; then
+  # Every signaling connection comes from $cli_ip: exempt it from the per-address limits
+  # (connections, joins per minute), which Janus does not have and which would refuse most
+  # of a 200-subscriber burst from one address.
   ip netns exec "$srv_ns" env -i PATH="$PATH" RUST_LOG=warn \
+    MM_LIMITS_EXEMPT_IPS="$cli_ip/32" \
     MM_LISTENING_HOST=$srv_ip MM_LISTENING_PORT=$http_port MM_ANNOUNCED_IP=$srv_ip \
     MM_RTC_LISTEN_IP=$srv_ip MM_NUM_WORKERS=1 MM_RTC_MIN_PORT=40000 MM_RTC_MAX_PORT=40099 \
     MM_DRAIN_TIMEOUT=1000 \
