@@ -6,11 +6,13 @@
 //! - [`simulcast`]: layer measurement and choice;
 //! - [`dtls`]: DTLS with one configuration shared by all transports;
 //! - [`rewrite`]: what a forwarded RTP packet becomes for each consumer;
+//! - [`keyframes`]: when a keyframe request may go to a publisher;
 //! - [`speaker`]: active speaker detection;
 //! - [`messages`]: commands in, events out.
 
 pub mod batch;
 pub mod dtls;
+pub mod keyframes;
 pub mod messages;
 pub mod rewrite;
 pub mod simulcast;

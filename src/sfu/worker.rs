@@ -43,6 +43,7 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, info, warn};
 
 use super::batch::{SendBatch, MAX_BATCH};
+use super::keyframes::KeyframeGate;
 use super::messages::{
     MediaError, MediaEvent, Reply, RoomMediaEvent, TransportState, WorkerCommand, WorkerStats,
 };
@@ -275,8 +276,8 @@ struct Producer {
     consumers: Vec<ConsumerId>,
     /// Incoming layers, smallest first (one entry `""` without simulcast).
     layers: Vec<LayerStats>,
-    /// Last keyframe request per rid.
-    last_keyframe_request: HashMap<String, Instant>,
+    /// Keyframe requests per rid: outstanding until a keyframe arrives.
+    keyframes: KeyframeGate,
 }
 
 struct Consumer {

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 use super::{Consumer, PeerMedia, Producer, RoomMedia, TKey, Transport, Worker};
 use crate::ids::{ConsumerId, PeerId, ProducerId};
 use crate::model::{Direction, MediaKind};
+use crate::sfu::keyframes::KeyframeGate;
 use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
 use crate::sfu::rewrite::Rewriter;
 use crate::sfu::speaker::SpeakerDetector;
@@ -93,7 +94,7 @@ impl Worker {
                     p.paused = paused;
                     let rids: Vec<String> = p.layers.iter().map(|l| l.rid.clone()).collect();
                     if !paused {
-                        p.last_keyframe_request.clear();
+                        p.keyframes.reset();
                         for rid in rids {
                             self.request_keyframe(&producer, Some(rid), KeyframeRequestKind::Pli);
                         }
@@ -317,7 +318,7 @@ impl Worker {
                     paused: false,
                     consumers: Vec::new(),
                     layers: Vec::new(),
-                    last_keyframe_request: HashMap::new(),
+                    keyframes: KeyframeGate::default(),
                 },
             );
         }

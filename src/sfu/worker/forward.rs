@@ -2,9 +2,9 @@
 //! consumer of the layer it belongs to, rewritten for that consumer (`sfu::rewrite`) and
 //! written to the consumer's outgoing stream. The payload is not copied: every consumer's
 //! stream, and its resend history for NACK, holds the same `Arc` of the packet's bytes.
-//! Keyframe requests go back to the publisher, throttled.
+//! Keyframe requests go back to the publisher, one outstanding per layer.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use str0m::format::Codec as SdpCodec;
 use str0m::media::{KeyframeRequestKind, Rid};
@@ -18,9 +18,6 @@ use crate::model::MediaKind;
 use crate::sfu::messages::MediaEvent;
 use crate::sfu::rewrite::{inspect, Codec, Rewritten, Vp8Ids};
 use crate::sfu::simulcast::{rid_rank, LayerStats};
-
-/// Minimum time between two keyframe requests for the same producer layer.
-const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
 
 impl Worker {
     pub(super) fn on_rtp(&mut self, key: TKey, packet: RtpPacket) {
@@ -82,6 +79,9 @@ impl Worker {
             _ => Codec::Other,
         };
         let inbound = inspect(codec, &packet.payload);
+        if video && inbound.keyframe_start {
+            producer.keyframes.on_keyframe(rid);
+        }
         let layer = &mut producer.layers[layer_index];
         layer.on_packet(packet.payload.len(), now);
         if inbound.height.is_some() {
@@ -260,8 +260,8 @@ impl Worker {
         }
     }
 
-    /// Asks a producer's sender for a keyframe on one layer, at most every
-    /// [`KEYFRAME_THROTTLE`].
+    /// Asks a producer's sender for a keyframe on one layer, unless a request is already
+    /// outstanding there (`sfu::keyframes`).
     pub(super) fn request_keyframe(
         &mut self,
         pid: &ProducerId,
@@ -274,15 +274,12 @@ impl Worker {
         if p.kind != MediaKind::Video {
             return;
         }
-        let now = Instant::now();
-        let slot = rid.clone().unwrap_or_default();
-        if p.last_keyframe_request
-            .get(&slot)
-            .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_THROTTLE)
+        if !p
+            .keyframes
+            .request(rid.as_deref().unwrap_or(""), Instant::now())
         {
             return;
         }
-        p.last_keyframe_request.insert(slot, now);
         let (tkey, mid) = (p.transport, p.mid);
         let Some(t) = self.transports.get_mut(&tkey) else {
             return;
