@@ -1,7 +1,11 @@
 //! Loss between server and subscriber is repaired by NACK (issue 11). The subscriber's recv
 //! transport drops 10 % of the RTP datagrams it receives, retransmissions included, for ten
-//! seconds; it asks for what is missing and the server answers from the history it keeps of
-//! what it forwarded (the producer's packets, shared by all its consumers, rewritten for each).
+//! seconds; it asks for what is missing and the server resends it. The shipped build answers
+//! from str0m's resend cache in the subscriber's stream (packet headers per subscriber, the
+//! payloads shared). Built with the `shared-history` feature against str0m with
+//! `docs/str0m-patches/0004` (`scripts/str0m-patched.sh --test nack_loss`), str0m keeps no
+//! copy and the worker answers from the producer's history, shared by all its consumers and
+//! rewritten for each (`sfu::history`); the test then also checks that those resends happened.
 //! The publisher sends no keyframes unless asked, so a frame lost for good shows as a gap in
 //! the frame stamps and as a keyframe request. Prints the loss applied and the residual loss.
 
@@ -65,6 +69,7 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
 
     let before = video(&bob);
     let nacks_before = counters(metrics).await["mm_nacks_received_total"];
+    let resends_before = counters(metrics).await["mm_resends_from_history_total"];
     let (seen_before, dropped_before) = bob.incoming_rtp();
     bob.drop_incoming_rtp(LOSS);
     tokio::time::sleep(LOSSY_FOR).await;
@@ -74,6 +79,7 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = video(&bob);
     let nacks = counters(metrics).await["mm_nacks_received_total"] - nacks_before;
+    let resends = counters(metrics).await["mm_resends_from_history_total"] - resends_before;
 
     let (seen, dropped) = (seen - seen_before, dropped - dropped_before);
     let applied = dropped as f64 / seen as f64;
@@ -85,7 +91,8 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
     let gaps = after.discontinuities - before.discontinuities;
     println!(
         "{seen} RTP datagrams reached Bob's socket in {LOSSY_FOR:?}, {dropped} dropped ({:.1} %); \
-         NACKs the server received: {nacks}; unrepaired gaps: {gaps} (residual packet loss \
+         NACKs the server received: {nacks}; packets resent from the shared history: \
+         {resends}; unrepaired gaps: {gaps} (residual packet loss \
          {:.2} %); frames sent meanwhile: {frames}, lost for good: {lost} ({:.2} %), of which \
          {unusable} undecodable after a gap, until the keyframe asked for",
         applied * 100.0,
@@ -97,6 +104,15 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
         "the test must lose packets to show anything: {dropped} of {seen}"
     );
     assert!(nacks > 0.0, "Bob asked for the lost packets");
+    if cfg!(feature = "shared-history") {
+        // str0m keeps no copy in this build: every repair below came from the history.
+        assert!(
+            resends > 0.0,
+            "the worker answered the NACKs from the producer's history"
+        );
+    } else {
+        assert_eq!(resends, 0.0, "without the feature str0m answers the NACKs");
+    }
     // Without repair every dropped packet is a gap, and a frame of four packets is lost with
     // 1 - 0.9^4 = 34 % probability. A packet whose retransmission is lost too (1 % of them)
     // may come too late for the receiver: at most 5 % of the dropped packets may stay lost.

@@ -153,7 +153,7 @@ pub async fn render(s: &Sources) -> String {
     for (name, help, value) in gauges {
         out.metric(name, "gauge", help, &[("", value as f64)]);
     }
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "mm_media_received_bytes_total",
             "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.",
@@ -193,6 +193,11 @@ pub async fn render(s: &Sources) -> String {
             "mm_nacks_sent_total",
             "NACKs sent to publishers.",
             media.nacks_sent,
+        ),
+        (
+            "mm_resends_from_history_total",
+            "Packets resent to subscribers from a producer's shared history (shared-history builds).",
+            media.resends_from_history,
         ),
         (
             "mm_plis_received_total",

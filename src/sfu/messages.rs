@@ -177,6 +177,9 @@ pub struct WorkerStats {
     pub nacks_received: u64,
     /// NACKs sent to publishers (str0m's stream statistics, once a second).
     pub nacks_sent: u64,
+    /// Packets resent to subscribers from a producer's shared history (the `shared-history`
+    /// build; 0 otherwise, where str0m answers NACKs from each subscriber's stream).
+    pub resends_from_history: u64,
     /// Keyframe requests (PLI, or FIR) received from subscribers.
     pub plis_received: u64,
     /// Keyframe requests sent to publishers (after throttling).

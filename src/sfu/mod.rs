@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod dtls;
+pub mod history;
 pub mod keyframes;
 pub mod messages;
 pub mod rewrite;
@@ -101,6 +102,7 @@ impl MediaPlane {
                 total.bytes_out += s.bytes_out;
                 total.nacks_received += s.nacks_received;
                 total.nacks_sent += s.nacks_sent;
+                total.resends_from_history += s.resends_from_history;
                 total.plis_received += s.plis_received;
                 total.plis_sent += s.plis_sent;
                 total.layer_switches += s.layer_switches;

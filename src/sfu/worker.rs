@@ -278,6 +278,10 @@ struct Producer {
     layers: Vec<LayerStats>,
     /// Keyframe requests per rid: outstanding until a keyframe arrives.
     keyframes: KeyframeGate,
+    /// Video: recent packets of each layer, for all consumers' NACKs, in the order the
+    /// layers first appeared (`Sent::layer` indexes it), with their rids.
+    #[cfg(feature = "shared-history")]
+    history: Vec<crate::sfu::history::PacketHistory>,
 }
 
 struct Consumer {
@@ -298,6 +302,9 @@ struct Consumer {
     rewriter: Rewriter,
     /// The producer's payload type and the consumer's for the same codec, found once.
     pt: Option<(Pt, Pt)>,
+    /// What this consumer was sent, for its NACKs (answered from the producer's history).
+    #[cfg(feature = "shared-history")]
+    sent: crate::sfu::history::SentLog,
 }
 
 struct PeerMedia {
@@ -665,6 +672,14 @@ impl Worker {
                 let layer = c.current.clone().or_else(|| c.target.clone());
                 let pid = c.producer.clone();
                 self.request_keyframe(&pid, layer, req.kind);
+            }
+            #[cfg(feature = "shared-history")]
+            Event::NackRequest(req) => {
+                let Some(cid) = t.consumers_by_mid.get(&req.mid).cloned() else {
+                    return;
+                };
+                let seqs: Vec<u64> = req.seq_nos.iter().map(|s| **s).collect();
+                self.answer_nack(key, &cid, &seqs);
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 t.estimate = estimate.as_u64();

@@ -319,6 +319,8 @@ impl Worker {
                     consumers: Vec::new(),
                     layers: Vec::new(),
                     keyframes: KeyframeGate::default(),
+                    #[cfg(feature = "shared-history")]
+                    history: Vec::new(),
                 },
             );
         }
@@ -362,6 +364,9 @@ impl Worker {
                         // decoder still waits for. The payloads are shared with the other
                         // consumers; each entry here is str0m's packet header (~400 bytes).
                         stream.set_rtx_cache(VIDEO_SEND_BUFFER, VIDEO_HISTORY, Some(0.15));
+                        // The worker answers this stream's NACKs from the producer's history.
+                        #[cfg(feature = "shared-history")]
+                        stream.set_nack_by_app(true);
                     }
                 }
             }
@@ -406,6 +411,8 @@ impl Worker {
                 display_height: None,
                 rewriter: Rewriter::default(),
                 pt: None,
+                #[cfg(feature = "shared-history")]
+                sent: Default::default(),
             },
         );
         if let Some(t) = self.transports.get_mut(&key) {

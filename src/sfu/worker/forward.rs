@@ -13,8 +13,12 @@ use tracing::{debug, trace};
 
 use super::layers::layer_rid;
 use super::{After, TKey, Worker};
+#[cfg(feature = "shared-history")]
+use crate::ids::ConsumerId;
 use crate::ids::ProducerId;
 use crate::model::MediaKind;
+#[cfg(feature = "shared-history")]
+use crate::sfu::history::{resend, PacketHistory, Sent, Stored};
 use crate::sfu::messages::MediaEvent;
 use crate::sfu::rewrite::{inspect, Codec, Rewritten, Vp8Ids};
 use crate::sfu::simulcast::{rid_rank, LayerStats};
@@ -96,6 +100,27 @@ impl Worker {
                 room.speaker.on_level(&producer.peer, level, now);
             }
         }
+        #[cfg(feature = "shared-history")]
+        let history_layer = if video {
+            let i = match producer.history.iter().position(|h| h.rid == rid) {
+                Some(i) => i,
+                None => {
+                    producer.history.push(PacketHistory::new(rid));
+                    producer.history.len() - 1
+                }
+            };
+            producer.history[i].insert(Stored {
+                seq: *packet.seq_no,
+                time: packet.header.timestamp,
+                marker: packet.header.marker,
+                video_orientation: packet.header.ext_vals.video_orientation,
+                payload: packet.payload.clone(),
+                at: packet.timestamp,
+            });
+            i as u8
+        } else {
+            0
+        };
         if producer.paused {
             // What is dropped here the subscribers will not have: each starts a new run at the
             // next keyframe after the resume.
@@ -211,7 +236,8 @@ impl Worker {
             )
             .marker(marker)
             .ext_vals(ext.clone())
-            .nackable(video);
+            // With the shared history, str0m keeps no copy: the worker answers the NACKs.
+            .nackable(video && !cfg!(feature = "shared-history"));
             if let Some(ids) = vp8 {
                 match descriptor.as_ref().and_then(|d| vp8_patch(d, ids)) {
                     Some(patch) => write = write.vp8_patch(patch),
@@ -219,6 +245,16 @@ impl Worker {
                 }
             }
             stream.write_rtp(write);
+            #[cfg(feature = "shared-history")]
+            if video {
+                if let Some(c) = self.consumers.get_mut(cid) {
+                    c.sent.record(Sent {
+                        out,
+                        layer: history_layer,
+                        source_seq: *packet.seq_no,
+                    });
+                }
+            }
             self.stats.packets_forwarded += 1;
             if marker || !video {
                 self.stats.frames_forwarded += 1;
@@ -257,6 +293,64 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// Answers a subscriber's NACK from the producer's shared history: each packet as this
+    /// consumer first got it, sent on its RTX stream.
+    #[cfg(feature = "shared-history")]
+    pub(super) fn answer_nack(&mut self, key: TKey, cid: &ConsumerId, seqs: &[u64]) {
+        let Some(c) = self.consumers.get(cid) else {
+            return;
+        };
+        let (Some(mid), Some((_, out_pt))) = (c.mid, c.pt) else {
+            return;
+        };
+        let Some(p) = self.producers.get(&c.producer) else {
+            return;
+        };
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut api = t.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        let (mut answered, mut missing) = (0u64, 0u64);
+        for &seq in seqs {
+            let Some(r) = resend(&c.sent, &p.history, seq, now) else {
+                missing += 1;
+                continue;
+            };
+            let mut write = RtpWrite::new(
+                out_pt,
+                SeqNo::from(r.out.seq),
+                r.out.time,
+                r.packet.at,
+                r.packet.payload.clone(),
+            )
+            .marker(r.packet.marker)
+            .ext_vals(ExtensionValues {
+                video_orientation: r.packet.video_orientation,
+                ..ExtensionValues::default()
+            })
+            .nackable(true);
+            if let Some(ids) = r.out.vp8 {
+                let descriptor = Vp8Descriptor::parse(&r.packet.payload).ok();
+                match descriptor.as_ref().and_then(|d| vp8_patch(d, ids)) {
+                    Some(patch) => write = write.vp8_patch(patch),
+                    None => continue,
+                }
+            }
+            if stream.write_resend(write) {
+                answered += 1;
+            }
+        }
+        trace!(consumer = %cid, answered, missing, "NACK answered from the shared history");
+        self.stats.resends_from_history += answered;
+        if answered > 0 {
+            self.mark_dirty(key);
         }
     }
 
