@@ -6,7 +6,7 @@
 #
 #   scripts/str0m-patched.sh                 # -> target/str0m-patched/target/release/multiparty-meeting
 #   scripts/str0m-patched.sh --check         # only check that every patch applies (run by scripts/test)
-#   scripts/str0m-patched.sh --build-tests   # build the tests against it (needs the crates downloaded)
+#   scripts/str0m-patched.sh --build-tests   # clippy, and build the tests against it (run by scripts/test)
 #   scripts/str0m-patched.sh --test ARGS...  # cargo nextest run ARGS... against it (run by scripts/test)
 #
 # str0m's source is taken from cargo's registry copy of the locked version and patched in
@@ -48,6 +48,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/$work/target}
 patched=(--features shared-history --config "patch.crates-io.str0m.path=\"$root/$work/str0m\"")
 case "$mode" in
   --build-tests)
+    cargo clippy --all-targets "${patched[@]}" -- -D warnings
     cargo nextest run --no-run "${patched[@]}"
     ;;
   --test)
