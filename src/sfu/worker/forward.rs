@@ -2,6 +2,9 @@
 //! consumer of the layer it belongs to, rewritten for that consumer (`sfu::rewrite`) and
 //! written to the consumer's outgoing stream. The payload is not copied: every consumer's
 //! stream, and its resend history for NACK, holds the same `Arc` of the packet's bytes.
+//! Built with `shared-history` (str0m with `docs/str0m-patches/0004`), str0m keeps no resend
+//! history: the producer's packets are kept once per layer (`sfu::history`) and NACKs are
+//! answered from there, rewritten for the consumer that asked.
 //! Keyframe requests go back to the publisher, one outstanding per layer.
 
 use std::time::Instant;
