@@ -8,6 +8,7 @@
 //! - [`rewrite`]: what a forwarded RTP packet becomes for each consumer;
 //! - [`keyframes`]: when a keyframe request may go to a publisher;
 //! - [`speaker`]: active speaker detection;
+//! - [`timers`]: when each transport of a worker next wants time;
 //! - [`messages`]: commands in, events out.
 
 pub mod batch;
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod rewrite;
 pub mod simulcast;
 pub mod speaker;
+pub mod timers;
 pub mod worker;
 
 use std::net::IpAddr;

@@ -50,6 +50,7 @@ use super::messages::{
 use super::rewrite::Rewriter;
 use super::simulcast::LayerStats;
 use super::speaker::SpeakerDetector;
+use super::timers::Timers;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
 use crate::model::{Direction, MediaKind, Source};
 use net::{
@@ -355,6 +356,8 @@ struct Worker {
     dtls_cert: Option<DtlsCert>,
     /// Recv transports to renegotiate after the current batch of commands.
     to_negotiate: Vec<TKey>,
+    /// When each transport next wants `handle_timeout`; `next_wakeup` is its earliest.
+    timers: Timers<TKey>,
     next_wakeup: Instant,
     last_layers: Instant,
     last_speaker: Instant,
@@ -399,6 +402,7 @@ impl Worker {
                 .dtls_provider
                 .generate_certificate(),
             to_negotiate: Vec::new(),
+            timers: Timers::default(),
             next_wakeup: now + MAX_SLEEP,
             last_layers: now,
             last_speaker: now,
@@ -489,26 +493,30 @@ impl Worker {
     // ---------------------------------------------------------------- timers and polling
 
     fn on_timeouts(&mut self, now: Instant) {
-        let mut next = now + MAX_SLEEP;
-        let mut due = Vec::new();
-        for (k, t) in &mut self.transports {
+        // Only the transports that are due, from the worker's timer heap: no walk over all.
+        while let Some(k) = self.timers.pop_due(now) {
+            let Some(t) = self.transports.get_mut(&k) else {
+                continue;
+            };
             if t.dead {
                 continue;
             }
-            if t.next_timeout <= now {
-                if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
-                    warn!(peer = %t.peer, "transport timeout error: {e}");
-                    t.rtc.disconnect();
-                }
-                due.push(*k);
-            } else {
-                next = next.min(t.next_timeout);
+            if t.next_timeout > now {
+                // Woken by an earlier deadline the transport has since moved on from.
+                self.timers.schedule(k, t.next_timeout);
+                continue;
             }
-        }
-        self.next_wakeup = next;
-        for k in due {
+            if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                warn!(peer = %t.peer, "transport timeout error: {e}");
+                t.rtc.disconnect();
+            }
+            // Polled in this turn's flush, which schedules its next deadline.
             self.mark_dirty(k);
         }
+        self.next_wakeup = self
+            .timers
+            .next_deadline()
+            .map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
         if now.saturating_duration_since(self.last_layers) >= LAYER_INTERVAL {
             self.last_layers = now;
             let keys: Vec<TKey> = self
@@ -595,6 +603,7 @@ impl Worker {
                         continue;
                     }
                     t.next_timeout = at;
+                    self.timers.schedule(key, at);
                     self.next_wakeup = self.next_wakeup.min(at);
                     return;
                 }

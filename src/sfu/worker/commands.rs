@@ -185,6 +185,8 @@ impl Worker {
         }
         let key = self.next_key;
         self.next_key += 1;
+        self.timers.schedule(key, now);
+        self.next_wakeup = self.next_wakeup.min(now);
         self.transports.insert(
             key,
             Transport {
@@ -231,6 +233,7 @@ impl Worker {
             self.close_consumer(&cid);
         }
         for key in pm.send.into_iter().chain([pm.recv]) {
+            self.timers.remove(key);
             if let Some(mut t) = self.transports.remove(&key) {
                 for r in t.remotes.drain() {
                     self.routes.remove(&r);
