@@ -4,7 +4,11 @@
 //!
 //! - [`worker`]: the socket loop, transports, producers, consumers;
 //! - [`simulcast`]: layer measurement and choice;
-//! - [`dtls`]: DTLS with one configuration shared by all transports;
+//! - [`dtls`]: DTLS with one configuration shared by all transports, and the SRTP keys its
+//!   handshakes make;
+//! - [`egress`]: what the worker sends to subscribers, written and encrypted by itself:
+//!   SRTP, RTCP, bandwidth estimation and probing;
+//! - [`history`]: one packet history per producer layer, for every subscriber's NACKs;
 //! - [`rewrite`]: what a forwarded RTP packet becomes for each consumer;
 //! - [`keyframes`]: when a keyframe request may go to a publisher;
 //! - [`speaker`]: active speaker detection;
@@ -13,6 +17,7 @@
 
 pub mod batch;
 pub mod dtls;
+pub mod egress;
 pub mod history;
 pub mod keyframes;
 pub mod messages;
