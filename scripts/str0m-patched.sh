@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the server against the locked str0m with the patches in docs/str0m-patches/
-# applied, and with the `shared-history` feature that patch 0004 makes possible: the
-# shipped binary uses str0m unpatched. The patches are meant for upstream;
-# docs/str0m-patches/README.md says what each does and what it measured.
+# applied: the shipped binary uses str0m unpatched. The patches are meant for upstream;
+# docs/str0m-patches/README.md says what each does, what it measured, and that the server no
+# longer needs them (it sends to subscribers itself, src/sfu/egress/).
 #
 #   scripts/str0m-patched.sh                 # -> target/str0m-patched/target/release/multiparty-meeting
 #   scripts/str0m-patched.sh --check         # only check that every patch applies (run by scripts/test)
-#   scripts/str0m-patched.sh --build-tests   # clippy, and build the tests against it (run by scripts/test)
-#   scripts/str0m-patched.sh --test ARGS...  # cargo nextest run ARGS... against it (run by scripts/test)
+#   scripts/str0m-patched.sh --build-tests   # clippy, and build the tests against it
+#   scripts/str0m-patched.sh --test ARGS...  # cargo nextest run ARGS... against it
 #
 # str0m's source is taken from cargo's registry copy of the locked version and patched in
 # target/str0m-patched/ (again only when the patches changed, so that builds stay
@@ -45,7 +45,7 @@ fi
 cp Cargo.lock "$work/Cargo.lock.unpatched"
 trap 'cp "$work/Cargo.lock.unpatched" Cargo.lock' EXIT
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/$work/target}
-patched=(--features shared-history --config "patch.crates-io.str0m.path=\"$root/$work/str0m\"")
+patched=(--config "patch.crates-io.str0m.path=\"$root/$work/str0m\"")
 case "$mode" in
   --build-tests)
     cargo clippy --all-targets "${patched[@]}" -- -D warnings
@@ -57,6 +57,6 @@ case "$mode" in
     ;;
   *)
     cargo build --release --bin multiparty-meeting "${patched[@]}"
-    echo "built $CARGO_TARGET_DIR/release/multiparty-meeting (str0m with docs/str0m-patches applied, shared-history)"
+    echo "built $CARGO_TARGET_DIR/release/multiparty-meeting (str0m with docs/str0m-patches applied)"
     ;;
 esac

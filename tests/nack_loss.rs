@@ -1,11 +1,8 @@
 //! Loss between server and subscriber is repaired by NACK (issue 11). The subscriber's recv
 //! transport drops 10 % of the RTP datagrams it receives, retransmissions included, for ten
-//! seconds; it asks for what is missing and the server resends it. The shipped build answers
-//! from str0m's resend cache in the subscriber's stream (packet headers per subscriber, the
-//! payloads shared). Built with the `shared-history` feature against str0m with
-//! `docs/str0m-patches/0004` (`scripts/str0m-patched.sh --test nack_loss`), str0m keeps no
-//! copy and the worker answers from the producer's history, shared by all its consumers and
-//! rewritten for each (`sfu::history`); the test then also checks that those resends happened.
+//! seconds; it asks for what is missing and the server resends it, from the producer's
+//! history, shared by all its consumers and rewritten for each (`sfu::history`), on the
+//! subscriber's repair stream (`sfu::egress`).
 //! The publisher sends no keyframes unless asked, so a frame lost for good shows as a gap in
 //! the frame stamps and as a keyframe request. Prints the loss applied and the residual loss.
 
@@ -104,15 +101,10 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
         "the test must lose packets to show anything: {dropped} of {seen}"
     );
     assert!(nacks > 0.0, "Bob asked for the lost packets");
-    if cfg!(feature = "shared-history") {
-        // str0m keeps no copy in this build: every repair below came from the history.
-        assert!(
-            resends > 0.0,
-            "the worker answered the NACKs from the producer's history"
-        );
-    } else {
-        assert_eq!(resends, 0.0, "without the feature str0m answers the NACKs");
-    }
+    assert!(
+        resends > 0.0,
+        "the worker answered the NACKs from the producer's history"
+    );
     // Without repair every dropped packet is a gap, and a frame of four packets is lost with
     // 1 - 0.9^4 = 34 % probability. A packet whose retransmission is lost too (1 % of them)
     // may come too late for the receiver: at most 5 % of the dropped packets may stay lost.

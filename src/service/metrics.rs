@@ -186,7 +186,7 @@ pub async fn render(s: &Sources) -> String {
         ),
         (
             "mm_nacks_received_total",
-            "NACKs (retransmission requests) received from subscribers.",
+            "Packets subscribers asked to be resent (each sequence number of their NACKs).",
             media.nacks_received,
         ),
         (
@@ -196,7 +196,7 @@ pub async fn render(s: &Sources) -> String {
         ),
         (
             "mm_resends_from_history_total",
-            "Packets resent to subscribers from a producer's shared history (shared-history builds).",
+            "Packets resent to subscribers from a producer's shared history, for their NACKs.",
             media.resends_from_history,
         ),
         (

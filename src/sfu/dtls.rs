@@ -5,7 +5,11 @@
 //! (dimpl on aws-lc-rs, the same settings: no server cookie, ICE already proved the peer's
 //! address) but builds the configuration once per MTU and hands every connection the same
 //! `Arc`. It plugs in through str0m's public `DtlsProvider` trait: no patch of str0m.
+//!
+//! It also hands the worker the SRTP keys a handshake produced ([`KeySlot`]): the worker
+//! encrypts what it sends to subscribers itself (`sfu::egress`).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -15,6 +19,41 @@ use str0m::crypto::dtls::{
     DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, ProtocolVersion,
 };
 use str0m::crypto::CryptoError;
+
+use crate::sfu::egress::srtp::{Keys, Profile, SrtpError};
+
+/// Where a connection's DTLS leaves the SRTP keys once its handshake has made them. The
+/// worker that builds the connection keeps one end; the DTLS instance str0m creates inside
+/// that build holds the other ([`capture_keys`]).
+#[derive(Debug, Clone, Default)]
+pub struct KeySlot(Arc<Mutex<Option<Result<Keys, SrtpError>>>>);
+
+impl KeySlot {
+    /// The keys, once the handshake has exported them.
+    pub fn keys(&self) -> Option<Result<Keys, SrtpError>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn put(&self, keys: Result<Keys, SrtpError>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys);
+    }
+}
+
+thread_local! {
+    /// The slot of the connection being built on this thread (see [`capture_keys`]).
+    static BUILDING: RefCell<Option<KeySlot>> = const { RefCell::new(None) };
+}
+
+/// Runs `build` (which builds one str0m `Rtc`) so that the DTLS instance created inside it
+/// reports its keys to the returned slot. str0m creates the instance synchronously in
+/// `RtcConfig::build`, on the calling thread.
+pub fn capture_keys<R>(build: impl FnOnce() -> R) -> (R, KeySlot) {
+    let slot = KeySlot::default();
+    BUILDING.with(|b| *b.borrow_mut() = Some(slot.clone()));
+    let built = build();
+    BUILDING.with(|b| b.borrow_mut().take());
+    (built, slot)
+}
 
 /// The DTLS provider of every media transport (see the module documentation).
 #[derive(Debug, Default)]
@@ -81,7 +120,8 @@ impl DtlsProvider for SharedDtls {
                 )))
             }
         };
-        Ok(Box::new(Instance(dtls)))
+        let slot = BUILDING.with(|b| b.borrow_mut().take());
+        Ok(Box::new(Instance { dtls, slot }))
     }
 }
 
@@ -104,7 +144,11 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
-struct Instance(dimpl::Dtls);
+struct Instance {
+    dtls: dimpl::Dtls,
+    /// Where the SRTP keys go, for the worker's own sending; None: nobody asked.
+    slot: Option<KeySlot>,
+}
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,43 +158,55 @@ impl std::fmt::Debug for Instance {
 
 impl DtlsInstance for Instance {
     fn set_active(&mut self, active: bool) {
-        self.0.set_active(active);
+        self.dtls.set_active(active);
     }
 
     fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
-        self.0.handle_packet(packet)
+        self.dtls.handle_packet(packet)
     }
 
     fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
-        self.0.poll_output(buf)
+        let out = self.dtls.poll_output(buf);
+        if let (DtlsOutput::KeyingMaterial(material, profile), Some(slot)) = (&out, &self.slot) {
+            let profile = match profile {
+                dimpl::SrtpProfile::AES128_CM_SHA1_80 => Some(Profile::Aes128CmSha1_80),
+                dimpl::SrtpProfile::AEAD_AES_128_GCM => Some(Profile::AeadAes128Gcm),
+                dimpl::SrtpProfile::AEAD_AES_256_GCM => Some(Profile::AeadAes256Gcm),
+                _ => None,
+            };
+            if let Some(profile) = profile {
+                slot.put(Keys::from_dtls(profile, material, self.dtls.is_active()));
+            }
+        }
+        out
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
-        self.0.handle_timeout(now)
+        self.dtls.handle_timeout(now)
     }
 
     fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
-        self.0.send_application_data(data)
+        self.dtls.send_application_data(data)
     }
 
     fn is_active(&self) -> bool {
-        self.0.is_active()
+        self.dtls.is_active()
     }
 
     fn protocol_version(&self) -> Option<ProtocolVersion> {
-        self.0.protocol_version()
+        self.dtls.protocol_version()
     }
 
     fn is_closing(&self) -> bool {
-        self.0.is_closing()
+        self.dtls.is_closing()
     }
 
     fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.dtls.is_closed()
     }
 
     fn close(&mut self) -> Result<(), DtlsImplError> {
-        self.0.close()
+        self.dtls.close()
     }
 }
 
@@ -180,17 +236,22 @@ mod tests {
 
     /// Runs a handshake between two instances of one provider; true when both ends finish.
     fn handshake(provider: &SharedDtls) -> bool {
+        handshake_capturing(provider).0
+    }
+
+    /// A handshake whose instances were made inside [`capture_keys`]: whether both ends
+    /// finished, and the key slots of the active and the passive end.
+    fn handshake_capturing(provider: &SharedDtls) -> (bool, KeySlot, KeySlot) {
         let now = Instant::now();
         let (a_cert, b_cert) = (
             provider.generate_certificate().expect("a certificate"),
             provider.generate_certificate().expect("a certificate"),
         );
-        let mut a = provider
-            .new_dtls(&a_cert, now, DtlsVersion::Dtls12, Some(1150))
-            .unwrap();
-        let mut b = provider
-            .new_dtls(&b_cert, now, DtlsVersion::Dtls12, Some(1150))
-            .unwrap();
+        let (a, a_slot) =
+            capture_keys(|| provider.new_dtls(&a_cert, now, DtlsVersion::Dtls12, Some(1150)));
+        let (b, b_slot) =
+            capture_keys(|| provider.new_dtls(&b_cert, now, DtlsVersion::Dtls12, Some(1150)));
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
         a.set_active(true);
         b.set_active(false);
         let (mut a_done, mut b_done) = (false, false);
@@ -203,10 +264,35 @@ mod tests {
             a_done |= pump(&mut a, &mut b, &mut buf);
             b_done |= pump(&mut b, &mut a, &mut buf);
             if a_done && b_done {
-                return true;
+                // The last flight may carry the keys: one more round.
+                pump(&mut a, &mut b, &mut buf);
+                pump(&mut b, &mut a, &mut buf);
+                return (true, a_slot, b_slot);
             }
         }
-        false
+        (false, a_slot, b_slot)
+    }
+
+    #[test]
+    fn a_handshake_hands_each_end_its_srtp_keys() {
+        let provider = SharedDtls::default();
+        let (done, client, server) = handshake_capturing(&provider);
+        assert!(done);
+        let client = client.keys().expect("the client's keys").unwrap();
+        let server = server.keys().expect("the server's keys").unwrap();
+        assert_eq!(client.profile(), server.profile());
+        // What the server protects, the client opens: each end took its own half.
+        let plain = [0x80u8, 96, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7, 1, 2, 3, 4];
+        let mut buf = plain.to_vec();
+        buf.resize(plain.len() + 16, 0);
+        let n = server
+            .sender()
+            .unwrap()
+            .protect_rtp(&mut buf, 12, plain.len(), 7, 1)
+            .unwrap();
+        assert_eq!(client.open_rtp(&buf[..n], 12, 1).unwrap(), plain.to_vec());
+        // An instance made outside `capture_keys` reports to nobody.
+        assert!(capture_keys(|| ()).1.keys().is_none());
     }
 
     #[test]

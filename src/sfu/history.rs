@@ -8,9 +8,8 @@
 //! a subscriber costs [`SENT_SLOTS`] entries of [`Sent`] (~32 bytes), and the packets are
 //! kept once per producer layer.
 //!
-//! The worker answers NACKs from here when built with the `shared-history` feature, which
-//! needs str0m with `docs/str0m-patches/0004-nack-by-app.patch`: str0m 0.25 answers NACKs
-//! only from each stream's own cache and does not tell the application about them.
+//! The worker's own send side (`sfu::egress`) reads the subscribers' NACKs and resends what
+//! this finds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

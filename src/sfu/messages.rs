@@ -173,12 +173,11 @@ pub struct WorkerStats {
     pub bytes_in: u64,
     /// Bytes of the datagrams (and ICE-TCP frames) sent since start.
     pub bytes_out: u64,
-    /// NACKs received from subscribers (str0m's stream statistics, once a second).
+    /// Packets subscribers asked to be resent (each sequence number of their NACKs).
     pub nacks_received: u64,
     /// NACKs sent to publishers (str0m's stream statistics, once a second).
     pub nacks_sent: u64,
-    /// Packets resent to subscribers from a producer's shared history (the `shared-history`
-    /// build; 0 otherwise, where str0m answers NACKs from each subscriber's stream).
+    /// Packets resent to subscribers from a producer's shared history, for their NACKs.
     pub resends_from_history: u64,
     /// Keyframe requests (PLI, or FIR) received from subscribers.
     pub plis_received: u64,

@@ -5,11 +5,16 @@
 //! about WebSockets or room membership rules: the control plane tells it what to do through
 //! [`WorkerCommand`]s and hears back through [`MediaEvent`]s.
 //!
+//! str0m runs every connection's ICE, DTLS and SDP, and receives the publishers' media; what
+//! goes to subscribers the worker writes and encrypts itself (`sfu::egress`), once a
+//! subscriber connection's DTLS has produced its keys.
+//!
 //! This file holds the loop, its state (transports, producers, consumers) and the polling of
 //! str0m; each other job of the one loop has its own file:
-//! - [`net`]: sockets, `ppoll`, ICE-TCP threads, routing each datagram to its transport;
-//! - [`forward`]: the packet path from a producer's RTP packet to its consumers, keyframe
-//!   requests;
+//! - [`net`]: sockets, `ppoll`, ICE-TCP threads, routing each datagram to its transport (and
+//!   a subscriber's RTCP to its send side);
+//! - [`forward`]: the packet path from a producer's RTP packet to its consumers' send sides,
+//!   NACKs answered from the producer's history, keyframe requests;
 //! - [`layers`]: simulcast layer choice per subscriber connection;
 //! - [`negotiate`]: SDP offers to subscribers and their answers;
 //! - [`commands`]: what the control plane asks ([`WorkerCommand`]);
@@ -33,7 +38,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
-use str0m::bwe::BweKind;
 use str0m::change::SdpPendingOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Mid, Pt, Rid};
@@ -43,6 +47,9 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, info, warn};
 
 use super::batch::{SendBatch, MAX_BATCH};
+use super::dtls::KeySlot;
+use super::egress::{Egress, Requests};
+use super::history::{PacketHistory, SentLog};
 use super::keyframes::KeyframeGate;
 use super::messages::{
     MediaError, MediaEvent, Reply, RoomMediaEvent, TransportState, WorkerCommand, WorkerStats,
@@ -248,20 +255,31 @@ struct Transport {
     pending_inactive: Vec<Mid>,
     /// Recv side: the offer waiting for an answer.
     in_flight: Option<InFlight>,
-    /// Recv side: latest bandwidth estimate (bps).
-    estimate: u64,
+    /// Recv side: where its DTLS leaves the SRTP keys.
+    keys: Option<KeySlot>,
+    /// Recv side: what the worker sends on it, from the moment DTLS is up.
+    egress: Option<Box<Egress>>,
+    /// Queued in `Worker::egress_dirty` for a flush of its egress.
+    egress_dirty: bool,
+    /// Where str0m sends (the ICE pair it nominated): the egress sends there too.
+    media_dest: Option<(Protocol, SocketAddr)>,
     /// Remote addresses seen, to clean the route table.
     remotes: HashSet<SocketAddr>,
-    /// NACK totals str0m last reported per stream (mid, rid, incoming?), so that only the
+    /// NACK totals str0m last reported per incoming stream (mid, rid), so that only the
     /// increase is added to [`WorkerStats`].
-    nacks_reported: HashMap<(Mid, Option<Rid>, bool), u64>,
+    nacks_reported: HashMap<(Mid, Option<Rid>), u64>,
 }
 
 impl Transport {
     /// The increase of a stream's NACK total since its last report.
-    fn nack_increase(&mut self, mid: Mid, rid: Option<Rid>, incoming: bool, total: u64) -> u64 {
-        let last = self.nacks_reported.insert((mid, rid, incoming), total);
+    fn nack_increase(&mut self, mid: Mid, rid: Option<Rid>, total: u64) -> u64 {
+        let last = self.nacks_reported.insert((mid, rid), total);
         total.saturating_sub(last.unwrap_or(0))
+    }
+
+    /// The bandwidth estimate of a recv transport (bps): its egress', or `initial` before.
+    fn estimate(&self, initial: u64) -> u64 {
+        self.egress.as_ref().map_or(initial, |e| e.estimate())
     }
 }
 
@@ -281,8 +299,7 @@ struct Producer {
     keyframes: KeyframeGate,
     /// Video: recent packets of each layer, for all consumers' NACKs, in the order the
     /// layers first appeared (`Sent::layer` indexes it), with their rids.
-    #[cfg(feature = "shared-history")]
-    history: Vec<crate::sfu::history::PacketHistory>,
+    history: Vec<PacketHistory>,
 }
 
 struct Consumer {
@@ -303,9 +320,10 @@ struct Consumer {
     rewriter: Rewriter,
     /// The producer's payload type and the consumer's for the same codec, found once.
     pt: Option<(Pt, Pt)>,
+    /// Its stream in the transport's egress, set up at its first packet.
+    stream: Option<usize>,
     /// What this consumer was sent, for its NACKs (answered from the producer's history).
-    #[cfg(feature = "shared-history")]
-    sent: crate::sfu::history::SentLog,
+    sent: SentLog,
 }
 
 struct PeerMedia {
@@ -349,6 +367,12 @@ struct Worker {
     producers: HashMap<ProducerId, Producer>,
     consumers: HashMap<ConsumerId, Consumer>,
     dirty: Vec<TKey>,
+    /// Recv transports with packets queued in their egress.
+    egress_dirty: Vec<TKey>,
+    /// When each recv transport's egress next wants time (sender reports, probes).
+    egress_timers: Timers<TKey>,
+    /// What subscribers asked for in their RTCP (reused between datagrams).
+    requests: Requests,
     /// Datagrams produced by polling, sent together at the end of `flush`.
     out: SendBatch,
     /// One DTLS certificate for every transport of the worker: generating a key pair per
@@ -397,6 +421,9 @@ impl Worker {
             producers: HashMap::new(),
             consumers: HashMap::new(),
             dirty: Vec::new(),
+            egress_dirty: Vec::new(),
+            egress_timers: Timers::default(),
+            requests: Requests::default(),
             out: SendBatch::default(),
             dtls_cert: str0m::crypto::from_feature_flags()
                 .dtls_provider
@@ -513,10 +540,16 @@ impl Worker {
             // Polled in this turn's flush, which schedules its next deadline.
             self.mark_dirty(k);
         }
-        self.next_wakeup = self
-            .timers
-            .next_deadline()
-            .map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
+        while let Some(k) = self.egress_timers.pop_due(now) {
+            self.egress_timeout(k, now);
+        }
+        self.next_wakeup = [
+            self.timers.next_deadline(),
+            self.egress_timers.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(now + MAX_SLEEP, Instant::min);
         if now.saturating_duration_since(self.last_layers) >= LAYER_INTERVAL {
             self.last_layers = now;
             let keys: Vec<TKey> = self
@@ -549,7 +582,8 @@ impl Worker {
         }
     }
 
-    /// Polls every dirty transport until it has nothing more to say.
+    /// Polls every dirty transport until it has nothing more to say, writes what the
+    /// egresses have queued, and sends it all.
     fn flush(&mut self) {
         while let Some(key) = self.dirty.pop() {
             if let Some(t) = self.transports.get_mut(&key) {
@@ -557,9 +591,70 @@ impl Worker {
             }
             self.poll(key);
         }
+        self.flush_egress();
         if !self.out.is_empty() {
             self.out.flush(&self.socket);
         }
+    }
+
+    /// Writes and encrypts the packets queued in each dirty egress into the send batch: the
+    /// packets of one subscriber one after the other, which GSO sends as one message.
+    fn flush_egress(&mut self) {
+        if self.egress_dirty.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let Worker {
+            transports,
+            egress_dirty,
+            egress_timers,
+            out,
+            socket,
+            tcp_conns,
+            stats,
+            ..
+        } = self;
+        for key in egress_dirty.drain(..) {
+            let Some(t) = transports.get_mut(&key) else {
+                continue;
+            };
+            t.egress_dirty = false;
+            let (Some(e), Some(dest)) = (t.egress.as_mut(), t.media_dest) else {
+                continue;
+            };
+            let timers_changed = e.flush(now, &mut |d: &[u8]| {
+                send(out, socket, tcp_conns, stats, dest, d)
+            });
+            if timers_changed {
+                egress_timers.schedule(key, e.next_timeout(now));
+            }
+        }
+    }
+
+    /// A recv transport's egress wants time: sender reports, probe packets.
+    fn egress_timeout(&mut self, key: TKey, now: Instant) {
+        let Worker {
+            transports,
+            egress_timers,
+            out,
+            socket,
+            tcp_conns,
+            stats,
+            ..
+        } = self;
+        let Some(t) = transports.get_mut(&key) else {
+            return;
+        };
+        if t.dead {
+            return;
+        }
+        let (Some(e), Some(dest)) = (t.egress.as_mut(), t.media_dest) else {
+            return;
+        };
+        let next = e.on_timeout(now, &mut |d: &[u8]| {
+            send(out, socket, tcp_conns, stats, dest, d)
+        });
+        egress_timers.schedule(key, next);
     }
 
     fn poll(&mut self, key: TKey) {
@@ -608,27 +703,26 @@ impl Worker {
                     return;
                 }
                 Ok(Output::Transmit(tx)) => {
-                    self.stats.datagrams_out += 1;
-                    self.stats.bytes_out += tx.contents.len() as u64;
-                    if tx.proto == Protocol::Tcp {
-                        let framed = self.tcp_conns.get_mut(&tx.destination).map(|conn| {
-                            let len = (tx.contents.len() as u16).to_be_bytes();
-                            conn.write_all(&len)
-                                .and_then(|_| conn.write_all(&tx.contents))
-                        });
-                        if let Some(Err(e)) = framed {
-                            debug!(
-                                worker = self.index,
-                                "ICE-TCP write to {}: {e}", tx.destination
-                            );
-                            self.tcp_conns.remove(&tx.destination);
-                        }
-                    } else {
-                        self.out.push(tx.destination, &tx.contents);
-                        if self.out.len() >= MAX_BATCH {
-                            self.out.flush(&self.socket);
-                        }
+                    let first = tx.contents.first().copied().unwrap_or(0);
+                    if first > 3 {
+                        // Not STUN: str0m sends it on the pair ICE nominated, where the
+                        // egress sends media too.
+                        t.media_dest = Some((tx.proto, tx.destination));
                     }
+                    if t.egress.is_some() && (128..192).contains(&first) {
+                        // str0m's own sender reports for streams it never sent on: the
+                        // egress reports them.
+                        continue;
+                    }
+                    let dest = (tx.proto, tx.destination);
+                    send(
+                        &mut self.out,
+                        &self.socket,
+                        &mut self.tcp_conns,
+                        &mut self.stats,
+                        dest,
+                        &tx.contents,
+                    );
                     continue;
                 }
                 Ok(Output::Event(e)) => e,
@@ -652,6 +746,9 @@ impl Worker {
         match event {
             Event::Connected => {
                 debug!(%peer, ?direction, "transport connected");
+                if direction == Direction::Recv {
+                    self.start_egress(key);
+                }
                 self.notify_peer(
                     &peer,
                     MediaEvent::TransportStateChanged {
@@ -682,31 +779,78 @@ impl Worker {
                 let pid = c.producer.clone();
                 self.request_keyframe(&pid, layer, req.kind);
             }
-            #[cfg(feature = "shared-history")]
-            Event::NackRequest(req) => {
-                let Some(cid) = t.consumers_by_mid.get(&req.mid).cloned() else {
-                    return;
-                };
-                let seqs: Vec<u64> = req.seq_nos.iter().map(|s| **s).collect();
-                self.answer_nack(key, &cid, &seqs);
-            }
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                t.estimate = estimate.as_u64();
-            }
-            // NACKs this server sent to a publisher, and received from a subscriber.
+            // NACKs this server sent to a publisher.
             Event::MediaIngressStats(s) => {
-                self.stats.nacks_sent += t.nack_increase(s.mid, s.rid, true, s.nacks);
-            }
-            Event::MediaEgressStats(s) => {
-                self.stats.nacks_received += t.nack_increase(s.mid, s.rid, false, s.nacks);
+                self.stats.nacks_sent += t.nack_increase(s.mid, s.rid, s.nacks);
             }
             _ => {}
+        }
+    }
+
+    /// A recv transport's DTLS is up: from now on the worker sends on it itself, with the
+    /// keys the handshake made.
+    fn start_egress(&mut self, key: TKey) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        if t.egress.is_some() {
+            return;
+        }
+        let started = match t.keys.as_ref().and_then(|slot| slot.keys()) {
+            Some(Ok(keys)) => {
+                Egress::new(&keys, self.initial_bitrate, Instant::now()).map_err(|e| e.to_string())
+            }
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("DTLS connected without SRTP keys".to_string()),
+        };
+        match started {
+            Ok(egress) => {
+                debug!(peer = %t.peer, ?egress, "egress started");
+                t.egress = Some(Box::new(egress));
+                self.egress_timers.schedule(key, Instant::now());
+                self.select_layers(key);
+            }
+            Err(e) => {
+                // Cannot happen with the profiles str0m negotiates; without keys nothing
+                // could be sent, so the subscriber is told the connection is gone.
+                warn!(peer = %t.peer, "cannot send to this subscriber: {e}");
+                t.rtc.disconnect();
+            }
         }
     }
 
     fn notify_peer(&self, peer: &PeerId, event: MediaEvent) {
         if let Some(p) = self.peers.get(peer) {
             p.events.do_send(event);
+        }
+    }
+}
+
+/// Sends a datagram to `dest`: into the UDP batch (sent when it is full or at the end of the
+/// flush), or framed (RFC 4571) on its ICE-TCP connection.
+fn send(
+    out: &mut SendBatch,
+    socket: &UdpSocket,
+    tcp_conns: &mut HashMap<SocketAddr, TcpStream>,
+    stats: &mut WorkerStats,
+    (proto, dest): (Protocol, SocketAddr),
+    data: &[u8],
+) {
+    stats.datagrams_out += 1;
+    stats.bytes_out += data.len() as u64;
+    if proto == Protocol::Tcp {
+        let framed = tcp_conns.get_mut(&dest).map(|conn| {
+            let len = (data.len() as u16).to_be_bytes();
+            conn.write_all(&len).and_then(|_| conn.write_all(data))
+        });
+        if let Some(Err(e)) = framed {
+            debug!("ICE-TCP write to {dest}: {e}");
+            tcp_conns.remove(&dest);
+        }
+    } else {
+        out.push(dest, data);
+        if out.len() >= MAX_BATCH {
+            out.flush(socket);
         }
     }
 }

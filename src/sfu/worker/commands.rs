@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{KeyframeRequestKind, MediaKind as SdpKind, Mid};
 use str0m::net::TcpType;
@@ -18,12 +17,6 @@ use crate::sfu::keyframes::KeyframeGate;
 use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
 use crate::sfu::rewrite::Rewriter;
 use crate::sfu::speaker::SpeakerDetector;
-
-/// Video packets kept per outgoing stream for resends (NACK) and probing, at most: about a
-/// second of 1.5 Mbit/s video, half a second at 3 Mbit/s.
-const VIDEO_SEND_BUFFER: usize = 160;
-/// Age of the oldest video packet kept for resends.
-const VIDEO_HISTORY: Duration = Duration::from_secs(1);
 
 /// How often str0m reports stream statistics (the NACK counters of [`WorkerStats`]).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -157,19 +150,15 @@ impl Worker {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            // Resend history: at most VIDEO_SEND_BUFFER packets (and one second, set when a
-            // consumer starts) instead of str0m's 1000: each slot is str0m's packet header,
-            // ~400 bytes, kept per subscriber stream (the payloads are shared).
-            .set_send_buffer_video(VIDEO_SEND_BUFFER)
             .set_stats_interval(Some(STATS_INTERVAL));
         if let Some(cert) = &self.dtls_cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
-        if direction == Direction::Recv {
-            builder = builder.enable_bwe(Some(Bitrate::bps(self.initial_bitrate)));
-        }
+        // No bandwidth estimation in str0m: on a recv transport the egress sends and
+        // estimates (`sfu::egress`); a send transport only receives.
         let now = Instant::now();
-        let mut rtc = builder.build(now);
+        let (mut rtc, keys) = crate::sfu::dtls::capture_keys(|| builder.build(now));
+        let keys = (direction == Direction::Recv).then_some(keys);
         let tcp = Candidate::builder()
             .tcp()
             .host(self.candidate_addr)
@@ -202,7 +191,10 @@ impl Worker {
                 pending_add: Vec::new(),
                 pending_inactive: Vec::new(),
                 in_flight: None,
-                estimate: self.initial_bitrate,
+                keys,
+                egress: None,
+                egress_dirty: false,
+                media_dest: None,
                 remotes: HashSet::new(),
                 nacks_reported: HashMap::new(),
             },
@@ -234,6 +226,7 @@ impl Worker {
         }
         for key in pm.send.into_iter().chain([pm.recv]) {
             self.timers.remove(key);
+            self.egress_timers.remove(key);
             if let Some(mut t) = self.transports.remove(&key) {
                 for r in t.remotes.drain() {
                     self.routes.remove(&r);
@@ -322,7 +315,6 @@ impl Worker {
                     consumers: Vec::new(),
                     layers: Vec::new(),
                     keyframes: KeyframeGate::default(),
-                    #[cfg(feature = "shared-history")]
                     history: Vec::new(),
                 },
             );
@@ -357,21 +349,6 @@ impl Worker {
             if let Some(c) = self.consumers.get_mut(&cid) {
                 c.active = true;
                 wake.push(c.producer.clone());
-                let video = self
-                    .producers
-                    .get(&c.producer)
-                    .is_some_and(|p| p.kind == MediaKind::Video);
-                if let (true, Some(mid), Some(t)) = (video, c.mid, self.transports.get_mut(&key)) {
-                    if let Some(stream) = t.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                        // Answers NACKs for up to a second: several round trips, and what a
-                        // decoder still waits for. The payloads are shared with the other
-                        // consumers; each entry here is str0m's packet header (~400 bytes).
-                        stream.set_rtx_cache(VIDEO_SEND_BUFFER, VIDEO_HISTORY, Some(0.15));
-                        // The worker answers this stream's NACKs from the producer's history.
-                        #[cfg(feature = "shared-history")]
-                        stream.set_nack_by_app(true);
-                    }
-                }
             }
         }
         self.mark_dirty(key);
@@ -414,7 +391,7 @@ impl Worker {
                 display_height: None,
                 rewriter: Rewriter::default(),
                 pt: None,
-                #[cfg(feature = "shared-history")]
+                stream: None,
                 sent: Default::default(),
             },
         );
@@ -444,6 +421,9 @@ impl Worker {
             p.consumers.retain(|x| x != cid);
         }
         if let Some(t) = self.transports.get_mut(&c.transport) {
+            if let (Some(e), Some(stream)) = (t.egress.as_mut(), c.stream) {
+                e.close_stream(stream);
+            }
             t.pending_add.retain(|x| x != cid);
             if let Some(mid) = c.mid {
                 t.consumers_by_mid.remove(&mid);

@@ -1,29 +1,28 @@
 //! The packet path: a producer's RTP packet, handed over by str0m in RTP mode, goes to each
 //! consumer of the layer it belongs to, rewritten for that consumer (`sfu::rewrite`) and
-//! written to the consumer's outgoing stream. The payload is not copied: every consumer's
-//! stream, and its resend history for NACK, holds the same `Arc` of the packet's bytes.
-//! Built with `shared-history` (str0m with `docs/str0m-patches/0004`), str0m keeps no resend
-//! history: the producer's packets are kept once per layer (`sfu::history`) and NACKs are
-//! answered from there, rewritten for the consumer that asked.
-//! Keyframe requests go back to the publisher, one outstanding per layer.
+//! queued in its connection's send side (`sfu::egress`), which writes and encrypts it at the
+//! end of the loop turn. The payload is not copied until then: the queue, and the producer's
+//! history for NACKs, hold the same `Arc` of the packet's bytes. The history is kept once per
+//! producer layer (`sfu::history`); a subscriber's NACK is answered from there, rewritten for
+//! the consumer that asked. Keyframe requests go back to the publisher, one outstanding per
+//! layer.
 
 use std::time::Instant;
 
-use str0m::format::Codec as SdpCodec;
-use str0m::media::{KeyframeRequestKind, Rid};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Vp8Descriptor, Vp8Patch};
+use str0m::format::{Codec as SdpCodec, PayloadParams};
+use str0m::media::{KeyframeRequestKind, Mid, Rid};
+use str0m::rtp::{Extension, RtpPacket};
+use str0m::Rtc;
 use tracing::{debug, trace};
 
 use super::layers::layer_rid;
 use super::{After, TKey, Worker};
-#[cfg(feature = "shared-history")]
-use crate::ids::ConsumerId;
-use crate::ids::ProducerId;
+use crate::ids::{ConsumerId, ProducerId};
 use crate::model::MediaKind;
-#[cfg(feature = "shared-history")]
+use crate::sfu::egress::{ExtIds, Outgoing, StreamSpec};
 use crate::sfu::history::{resend, PacketHistory, Sent, Stored};
 use crate::sfu::messages::MediaEvent;
-use crate::sfu::rewrite::{inspect, Codec, Rewritten, Vp8Ids};
+use crate::sfu::rewrite::{inspect, Codec};
 use crate::sfu::simulcast::{rid_rank, LayerStats};
 
 impl Worker {
@@ -103,7 +102,6 @@ impl Worker {
                 room.speaker.on_level(&producer.peer, level, now);
             }
         }
-        #[cfg(feature = "shared-history")]
         let history_layer = if video {
             let i = match producer.history.iter().position(|h| h.rid == rid) {
                 Some(i) => i,
@@ -139,13 +137,26 @@ impl Worker {
         let seq = *packet.seq_no;
         let time = packet.header.timestamp;
         let clock_rate = params.spec().clock_rate.get();
+        let ext = &packet.header.ext_vals;
+        let audio_level = ext
+            .audio_level
+            .map(|level| (level, ext.voice_activity.unwrap_or(false)));
+        let video_orientation = ext.video_orientation.map(|o| o as u8);
+        let marker = packet.header.marker;
         let mut after = Vec::new();
-        let mut writes = Vec::new();
         for cid in &producer.consumers {
             let Some(c) = self.consumers.get_mut(cid) else {
                 continue;
             };
             let Some(mid) = c.mid.filter(|_| c.active) else {
+                continue;
+            };
+            let Some(rt) = self
+                .transports
+                .get_mut(&c.transport)
+                .filter(|t| !t.dead && t.egress.is_some())
+            else {
+                // Not connected yet: nothing can be sent, so no run starts.
                 continue;
             };
             let mut start = !c.rewriter.running();
@@ -184,87 +195,52 @@ impl Worker {
             let Some(out) = c.rewriter.rewrite(seq, time, inbound.vp8, now) else {
                 continue;
             };
-            // The consumer's payload type for the producer's codec, found once.
-            let out_pt = match c.pt {
-                Some((from, to)) if from == pt => Some(to),
-                _ => None,
-            };
-            writes.push((c.transport, mid, out, out_pt, cid));
-        }
-        let ext = ExtensionValues {
-            audio_level: packet.header.ext_vals.audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
-            video_orientation: packet.header.ext_vals.video_orientation,
-            ..ExtensionValues::default()
-        };
-        let marker = packet.header.marker;
-        // Parsed once for all the consumers whose run shifts the VP8 ids.
-        let descriptor = if writes.iter().any(|w| w.2.vp8.is_some()) {
-            Vp8Descriptor::parse(&packet.payload).ok()
-        } else {
-            None
-        };
-        for (tkey, mid, out, out_pt, cid) in writes {
-            let Some(rt) = self.transports.get_mut(&tkey) else {
-                continue;
-            };
-            if rt.dead {
-                continue;
-            }
-            let out_pt = match out_pt {
-                Some(p) => p,
-                None => {
-                    let Some(found) = rt.rtc.codec_config().match_params(params).map(|p| p.pt())
-                    else {
-                        debug!(consumer = %cid, "subscriber did not negotiate the producer's codec");
+            // The consumer's stream in the egress, set up at its first packet.
+            let stream = match c.stream {
+                Some(s) if c.pt.is_some_and(|(from, _)| from == pt) => s,
+                _ => {
+                    let Some((spec, out_pt)) = stream_spec(&mut rt.rtc, mid, params, video) else {
+                        debug!(consumer = %c.id, "subscriber did not negotiate the producer's codec");
                         continue;
                     };
-                    if let Some(c) = self.consumers.get_mut(cid) {
-                        c.pt = Some((pt, found));
-                    }
-                    found
+                    c.pt = Some((pt, out_pt));
+                    let Some(egress) = rt.egress.as_mut() else {
+                        continue;
+                    };
+                    let s = egress.add_stream(spec);
+                    c.stream = Some(s);
+                    s
                 }
             };
-            let mut api = rt.rtc.direct_api();
-            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            let Some(egress) = rt.egress.as_mut() else {
                 continue;
             };
-            let Rewritten { seq, time, vp8 } = out;
-            let mut write = RtpWrite::new(
-                out_pt,
-                SeqNo::from(seq),
-                time,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(marker)
-            .ext_vals(ext.clone())
-            // With the shared history, str0m keeps no copy: the worker answers the NACKs.
-            .nackable(video && !cfg!(feature = "shared-history"));
-            if let Some(ids) = vp8 {
-                match descriptor.as_ref().and_then(|d| vp8_patch(d, ids)) {
-                    Some(patch) => write = write.vp8_patch(patch),
-                    None => continue,
-                }
-            }
-            stream.write_rtp(write);
-            #[cfg(feature = "shared-history")]
+            egress.queue(Outgoing {
+                stream,
+                seq: out.seq,
+                time: out.time,
+                marker,
+                payload: packet.payload.clone(),
+                vp8: out.vp8,
+                audio_level,
+                video_orientation,
+                wallclock: packet.timestamp,
+                resend: false,
+            });
             if video {
-                if let Some(c) = self.consumers.get_mut(cid) {
-                    c.sent.record(Sent {
-                        out,
-                        layer: history_layer,
-                        source_seq: *packet.seq_no,
-                    });
-                }
+                c.sent.record(Sent {
+                    out,
+                    layer: history_layer,
+                    source_seq: seq,
+                });
             }
             self.stats.packets_forwarded += 1;
             if marker || !video {
                 self.stats.frames_forwarded += 1;
             }
-            if !rt.dirty {
-                rt.dirty = true;
-                self.dirty.push(tkey);
+            if !rt.egress_dirty {
+                rt.egress_dirty = true;
+                self.egress_dirty.push(c.transport);
             }
         }
         self.run_after(after);
@@ -300,13 +276,12 @@ impl Worker {
     }
 
     /// Answers a subscriber's NACK from the producer's shared history: each packet as this
-    /// consumer first got it, sent on its RTX stream.
-    #[cfg(feature = "shared-history")]
+    /// consumer first got it, resent on its repair stream.
     pub(super) fn answer_nack(&mut self, key: TKey, cid: &ConsumerId, seqs: &[u64]) {
         let Some(c) = self.consumers.get(cid) else {
             return;
         };
-        let (Some(mid), Some((_, out_pt))) = (c.mid, c.pt) else {
+        let Some(stream) = c.stream else {
             return;
         };
         let Some(p) = self.producers.get(&c.producer) else {
@@ -315,45 +290,35 @@ impl Worker {
         let Some(t) = self.transports.get_mut(&key) else {
             return;
         };
-        let now = Instant::now();
-        let mut api = t.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        let Some(egress) = t.egress.as_mut() else {
             return;
         };
+        let now = Instant::now();
         let (mut answered, mut missing) = (0u64, 0u64);
         for &seq in seqs {
             let Some(r) = resend(&c.sent, &p.history, seq, now) else {
                 missing += 1;
                 continue;
             };
-            let mut write = RtpWrite::new(
-                out_pt,
-                SeqNo::from(r.out.seq),
-                r.out.time,
-                r.packet.at,
-                r.packet.payload.clone(),
-            )
-            .marker(r.packet.marker)
-            .ext_vals(ExtensionValues {
-                video_orientation: r.packet.video_orientation,
-                ..ExtensionValues::default()
-            })
-            .nackable(true);
-            if let Some(ids) = r.out.vp8 {
-                let descriptor = Vp8Descriptor::parse(&r.packet.payload).ok();
-                match descriptor.as_ref().and_then(|d| vp8_patch(d, ids)) {
-                    Some(patch) => write = write.vp8_patch(patch),
-                    None => continue,
-                }
-            }
-            if stream.write_resend(write) {
-                answered += 1;
-            }
+            egress.queue(Outgoing {
+                stream,
+                seq: r.out.seq,
+                time: r.out.time,
+                marker: r.packet.marker,
+                payload: r.packet.payload.clone(),
+                vp8: r.out.vp8,
+                audio_level: None,
+                video_orientation: r.packet.video_orientation.map(|o| o as u8),
+                wallclock: r.packet.at,
+                resend: true,
+            });
+            answered += 1;
         }
         trace!(consumer = %cid, answered, missing, "NACK answered from the shared history");
         self.stats.resends_from_history += answered;
-        if answered > 0 {
-            self.mark_dirty(key);
+        if answered > 0 && !t.egress_dirty {
+            t.egress_dirty = true;
+            self.egress_dirty.push(key);
         }
     }
 
@@ -393,15 +358,39 @@ impl Worker {
     }
 }
 
-/// The patch that rewrites a VP8 packet's picture id and TL0PICIDX for one consumer, applied
-/// by str0m as it writes the packet (the shared payload is not touched).
-fn vp8_patch(descriptor: &Vp8Descriptor, ids: Vp8Ids) -> Option<Vp8Patch> {
-    let mut patch = descriptor.patch();
-    if let Some((id, _)) = ids.picture_id {
-        patch = patch.picture_id(id);
-    }
-    if let Some(tl0) = ids.tl0_pic_idx {
-        patch = patch.tl0_pic_idx(tl0);
-    }
-    patch.build().ok()
+/// A consumer's outgoing stream as the subscriber negotiated it, for the producer's codec
+/// `params`: its m-line's SSRCs, payload types and header extension ids. None when the
+/// subscriber did not accept the codec or the m-line has no outgoing stream.
+fn stream_spec(
+    rtc: &mut Rtc,
+    mid: Mid,
+    params: PayloadParams,
+    video: bool,
+) -> Option<(StreamSpec, str0m::media::Pt)> {
+    let ours = rtc.codec_config().match_params(params)?;
+    let (pt, rtx_pt, clock_rate) = (ours.pt(), ours.resend(), ours.spec().clock_rate.get());
+    let media = rtc.media(mid)?;
+    let map = media.remote_extmap();
+    let exts = ExtIds {
+        mid: map.id_of(Extension::RtpMid),
+        abs_send_time: map.id_of(Extension::AbsoluteSendTime),
+        transport_cc: map.id_of(Extension::TransportSequenceNumber),
+        audio_level: map.id_of(Extension::AudioLevel),
+        video_orientation: map.id_of(Extension::VideoOrientation),
+    };
+    let cname = media.cname().to_string();
+    let mut api = rtc.direct_api();
+    let stream = api.stream_tx_by_mid(mid, None)?;
+    let rtx = stream.rtx().zip(rtx_pt).map(|(s, p)| (*s, *p));
+    let spec = StreamSpec {
+        mid,
+        ssrc: *stream.ssrc(),
+        pt: *pt,
+        rtx,
+        clock_rate,
+        audio: !video,
+        cname,
+        exts,
+    };
+    Some((spec, pt))
 }

@@ -4,8 +4,6 @@
 
 use std::time::Instant;
 
-use str0m::bwe::Bitrate;
-
 use super::{After, TKey, Worker};
 use crate::ids::ConsumerId;
 use crate::model::MediaKind;
@@ -78,7 +76,9 @@ impl Worker {
                 },
             ));
         }
-        let budget = t.estimate.saturating_sub(audio + fixed);
+        let budget = t
+            .estimate(self.initial_bitrate)
+            .saturating_sub(audio + fixed);
         let demands: Vec<Demand> = simulcast.iter().map(|s| s.2.clone()).collect();
         let chosen = choose_layers(budget, &demands);
         let mut after = Vec::new();
@@ -97,11 +97,14 @@ impl Worker {
                 }
             }
         }
-        if let Some(t) = self.transports.get_mut(&key) {
-            let desired = (desired + audio).max(300_000);
-            t.rtc
-                .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+        if let Some(e) = self
+            .transports
+            .get_mut(&key)
+            .and_then(|t| t.egress.as_mut())
+        {
+            // Above the estimate, the egress probes for it.
+            e.set_desired((desired + audio).max(300_000));
+            self.egress_timers.schedule(key, now);
         }
         self.run_after(after);
     }

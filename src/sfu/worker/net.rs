@@ -9,11 +9,13 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::Input;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
-use super::Worker;
+use super::{TKey, Worker};
+use crate::ids::ConsumerId;
 use crate::model::Direction;
 
 /// Socket buffer the media sockets ask for: a few hundred milliseconds of a busy worker's
@@ -188,8 +190,25 @@ pub(super) struct WorkerIo {
     pub(super) tcp_rx: Receiver<TcpEvent>,
 }
 
+/// RTCP by RFC 5761's demultiplexing: RTP version 2, and a second byte of 192-223 (RTCP
+/// packet types; no RTP payload type with the marker bit lands there).
+fn is_rtcp(data: &[u8]) -> bool {
+    data.len() >= 8 && (128..192).contains(&data[0]) && (192..224).contains(&data[1])
+}
+
 impl Worker {
     pub(super) fn on_packet(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) {
+        if is_rtcp(data) {
+            // A subscriber's RTCP is about what the egress sent: it reads it, not str0m.
+            if let Some(key) = self.routes.get(&source).copied().filter(|k| {
+                self.transports
+                    .get(k)
+                    .is_some_and(|t| !t.dead && t.egress.is_some())
+            }) {
+                self.on_subscriber_rtcp(key, data);
+                return;
+            }
+        }
         let Ok(contents) = DatagramRecv::try_from(data) else {
             return;
         };
@@ -237,6 +256,63 @@ impl Worker {
             self.poll(key);
         } else {
             self.mark_dirty(key);
+        }
+    }
+}
+
+impl Worker {
+    /// SRTCP from a subscriber: reports and transport-wide feedback go to its egress; NACKs
+    /// are answered from the producers' histories, keyframe requests go to the publishers.
+    fn on_subscriber_rtcp(&mut self, key: TKey, data: &[u8]) {
+        let now = Instant::now();
+        let mut requests = std::mem::take(&mut self.requests);
+        requests.clear();
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let Some(egress) = t.egress.as_mut() else {
+            return;
+        };
+        if let Err(e) = egress.on_rtcp(data, now, &mut requests) {
+            // Forged, replayed or malformed: dropped, as str0m would.
+            trace!(peer = %t.peer, "subscriber RTCP dropped: {e}");
+        }
+        // Feedback may start a probe or move the next report.
+        let next = egress.next_timeout(now);
+        self.egress_timers.schedule(key, next);
+        self.next_wakeup = self.next_wakeup.min(next);
+        let nacks: Vec<(ConsumerId, u64)> = requests
+            .nacks
+            .iter()
+            .filter_map(|(mid, seq)| t.consumers_by_mid.get(mid).map(|c| (c.clone(), *seq)))
+            .collect();
+        let keyframes: Vec<ConsumerId> = requests
+            .keyframes
+            .iter()
+            .filter_map(|mid| t.consumers_by_mid.get(mid).cloned())
+            .collect();
+        self.requests = requests;
+        self.stats.nacks_received += nacks.len() as u64;
+        let mut at = 0;
+        while at < nacks.len() {
+            // One answer per consumer, with all its sequence numbers.
+            let cid = nacks[at].0.clone();
+            let seqs: Vec<u64> = nacks[at..]
+                .iter()
+                .take_while(|(c, _)| *c == cid)
+                .map(|(_, s)| *s)
+                .collect();
+            at += seqs.len();
+            self.answer_nack(key, &cid, &seqs);
+        }
+        for cid in keyframes {
+            self.stats.plis_received += 1;
+            let Some(c) = self.consumers.get(&cid) else {
+                continue;
+            };
+            let layer = c.current.clone().or_else(|| c.target.clone());
+            let pid = c.producer.clone();
+            self.request_keyframe(&pid, layer, KeyframeRequestKind::Pli);
         }
     }
 }
