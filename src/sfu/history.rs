@@ -3,10 +3,10 @@
 //! the producer's packet, rewritten exactly as that consumer first got it (its sequence
 //! number, RTP time and VP8 ids), across layer switches.
 //!
-//! The alternative, str0m's resend cache in every subscriber's stream, keeps a copy of the
+//! The alternative, str0m's resend cache in every subscriber's stream, kept a copy of the
 //! packet header (~440 bytes) per packet per subscriber: ~69 KiB each at 160 packets. Here
-//! a subscriber costs [`SENT_SLOTS`] entries of [`Sent`] (~32 bytes), and the packets are
-//! kept once per producer layer.
+//! a subscriber costs its last [`RUNS_KEPT`] runs (~50 bytes each), and the packets are kept
+//! once per producer layer.
 //!
 //! The worker's own send side (`sfu::egress`) reads the subscribers' NACKs and resends what
 //! this finds.
@@ -16,16 +16,13 @@ use std::time::{Duration, Instant};
 
 use str0m::rtp::VideoOrientation;
 
-use crate::sfu::rewrite::Rewritten;
+use crate::sfu::rewrite::{inspect, Codec, Rewritten, Run};
 
 /// Packets kept per producer layer: ~1.8 s at 280 packets/s (2.5 Mbit/s).
 pub const HISTORY_SLOTS: usize = 512;
 
 /// Oldest packet answered: several round trips, and what a decoder still waits for.
 pub const MAX_AGE: Duration = Duration::from_secs(1);
-
-/// Packets remembered per consumer: ~0.9 s at 280 packets/s.
-pub const SENT_SLOTS: usize = 256;
 
 /// A producer's packet as it arrived.
 #[derive(Debug, Clone)]
@@ -73,35 +70,56 @@ impl PacketHistory {
     }
 }
 
-/// What one consumer was sent for one of its sequence numbers.
+/// Runs remembered per consumer: a layer switch, pause or restart each starts one, so a
+/// second of NACKs reaches back over at most a few.
+pub const RUNS_KEPT: usize = 8;
+
+/// One run of a consumer's stream: the consumer's sequence numbers it covered, the producer
+/// history (`layer`) its packets came from and the offsets that rewrote them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
-    /// The packet as this consumer got it.
-    pub out: Rewritten,
-    /// Which of the producer's histories, and the producer's sequence number there.
-    pub layer: u8,
-    pub source_seq: u64,
+struct SentRun {
+    layer: u8,
+    first_out: u64,
+    last_out: u64,
+    run: Run,
 }
 
-/// Per consumer: its sequence numbers mapped back to the producer's packets.
+/// Per consumer: what it was sent, as the runs of its stream. A run rewrites every packet of
+/// one producer layer by the same offsets, so the runs map each of the consumer's sequence
+/// numbers back to the producer's packet, and the packet forward to what the consumer got,
+/// in a few dozen bytes instead of an entry per packet.
 #[derive(Debug, Default)]
 pub struct SentLog {
-    slots: Vec<Option<Sent>>,
+    runs: std::collections::VecDeque<SentRun>,
 }
 
 impl SentLog {
-    pub fn record(&mut self, sent: Sent) {
-        if self.slots.is_empty() {
-            self.slots = vec![None; SENT_SLOTS];
+    /// The consumer was sent its sequence number `out_seq`, from history `layer`, by `run`.
+    pub fn record(&mut self, layer: u8, out_seq: u64, run: Run) {
+        if let Some(last) = self.runs.back_mut() {
+            if last.run == run && last.layer == layer {
+                last.first_out = last.first_out.min(out_seq);
+                last.last_out = last.last_out.max(out_seq);
+                return;
+            }
         }
-        let i = (sent.out.seq % SENT_SLOTS as u64) as usize;
-        self.slots[i] = Some(sent);
+        if self.runs.len() == RUNS_KEPT {
+            self.runs.pop_front();
+        }
+        self.runs.push_back(SentRun {
+            layer,
+            first_out: out_seq,
+            last_out: out_seq,
+            run,
+        });
     }
 
-    /// What was sent as the consumer's sequence number `seq`.
-    pub fn get(&self, seq: u64) -> Option<Sent> {
-        let slot = self.slots.get((seq % SENT_SLOTS as u64) as usize)?;
-        slot.filter(|s| s.out.seq == seq)
+    /// The run and history that the consumer's `seq` came from.
+    fn find(&self, seq: u64) -> Option<&SentRun> {
+        self.runs
+            .iter()
+            .rev()
+            .find(|r| r.first_out <= seq && seq <= r.last_out)
     }
 }
 
@@ -112,21 +130,27 @@ pub struct Resend<'a> {
     pub out: Rewritten,
 }
 
-/// Looks the consumer's NACKed sequence number `seq` up in its log, then in the producer's
-/// histories (indexed by [`Sent::layer`]).
+/// Looks the consumer's NACKed sequence number `seq` up in its runs, then in the producer's
+/// histories (indexed by the run's layer), and rewrites the packet as the run did.
 pub fn resend<'a>(
     log: &SentLog,
     histories: &'a [PacketHistory],
     seq: u64,
     now: Instant,
 ) -> Option<Resend<'a>> {
-    let sent = log.get(seq)?;
+    let sent = log.find(seq)?;
     let packet = histories
-        .get(sent.layer as usize)?
-        .get(sent.source_seq, now)?;
+        .get(usize::from(sent.layer))?
+        .get(sent.run.source_seq(seq), now)?;
+    // Only a run that shifts VP8 ids needs them, and only VP8 runs shift them.
+    let vp8 = if sent.run.shifts_vp8() {
+        inspect(Codec::Vp8, &packet.payload).vp8
+    } else {
+        None
+    };
     Some(Resend {
         packet,
-        out: sent.out,
+        out: sent.run.apply(packet.seq, packet.time, vp8),
     })
 }
 
@@ -135,13 +159,22 @@ mod tests {
     use super::*;
     use crate::sfu::rewrite::{Rewriter, Vp8Ids};
 
-    fn stored(seq: u64, time: u32, at: Instant) -> Stored {
+    /// A VP8 packet of the producer: descriptor with a 15-bit picture id and TL0PICIDX.
+    fn stored(seq: u64, time: u32, picture_id: u16, at: Instant) -> Stored {
+        let payload = vec![
+            0x80,
+            0xc0,
+            0x80 | (picture_id >> 8) as u8,
+            picture_id as u8,
+            picture_id as u8,
+            seq as u8,
+        ];
         Stored {
             seq,
             time,
             marker: false,
             video_orientation: None,
-            payload: Arc::from(vec![seq as u8; 4]),
+            payload: Arc::from(payload),
             at,
         }
     }
@@ -153,6 +186,33 @@ mod tests {
         })
     }
 
+    /// Forwards `count` packets of a layer from `seq` as the worker does: rewritten by the
+    /// consumer's run, recorded in its log. Returns what the consumer got.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        rewriter: &mut Rewriter,
+        log: &mut SentLog,
+        history: &mut PacketHistory,
+        layer: u8,
+        seq: u64,
+        time: u32,
+        picture_id: u16,
+        count: u64,
+        at: Instant,
+    ) -> Vec<Rewritten> {
+        (0..count)
+            .map(|i| {
+                let p = stored(seq + i, time + 3000 * i as u32, picture_id + i as u16, at);
+                history.insert(p.clone());
+                let out = rewriter
+                    .rewrite(p.seq, p.time, vp8(picture_id + i as u16), at)
+                    .expect("running");
+                log.record(layer, out.seq, rewriter.run().expect("a run"));
+                out
+            })
+            .collect()
+    }
+
     /// A consumer forwarded layer 0, switched to layer 1 at a keyframe: a NACK for a packet
     /// on either side of the switch gets that layer's packet, with the consumer's own
     /// sequence number, time and VP8 ids, not the producer's.
@@ -162,92 +222,110 @@ mod tests {
         let mut histories = vec![PacketHistory::default(), PacketHistory::default()];
         let mut log = SentLog::default();
         let mut rewriter = Rewriter::default();
-        // Layer 0: producer seq 1000.., time 90000 + 3000 per packet.
         rewriter.start(1000, 90_000, vp8(100), 90_000, t0);
-        for i in 0..5u64 {
-            let p = stored(1000 + i, 90_000 + 3000 * i as u32, t0);
-            histories[0].insert(p.clone());
-            let out = rewriter
-                .rewrite(p.seq, p.time, vp8(100 + i as u16), t0)
-                .expect("running");
-            log.record(Sent {
-                out,
-                layer: 0,
-                source_seq: p.seq,
-            });
-        }
+        let layer0 = forward(
+            &mut rewriter,
+            &mut log,
+            &mut histories[0],
+            0,
+            1000,
+            90_000,
+            100,
+            5,
+            t0,
+        );
         // Layer 1 from its keyframe at producer seq 7000, unrelated time and ids.
         let t1 = t0 + Duration::from_millis(33);
         rewriter.start(7000, 500_000, vp8(9000), 90_000, t1);
-        let mut layer1_out = Vec::new();
-        for i in 0..5u64 {
-            let p = stored(7000 + i, 500_000 + 3000 * i as u32, t1);
-            histories[1].insert(p.clone());
-            let out = rewriter
-                .rewrite(p.seq, p.time, vp8(9000 + i as u16), t1)
-                .expect("running");
-            log.record(Sent {
-                out,
-                layer: 1,
-                source_seq: p.seq,
-            });
-            layer1_out.push(out);
-        }
-        // Other consumers' packets do not disturb this one: histories are per producer.
+        let layer1 = forward(
+            &mut rewriter,
+            &mut log,
+            &mut histories[1],
+            1,
+            7000,
+            500_000,
+            9000,
+            5,
+            t1,
+        );
         let now = t1 + Duration::from_millis(50);
-        let first = layer1_out[0];
-        let before = resend(&log, &histories, first.seq - 1, now).expect("layer 0 packet");
+        let before = resend(&log, &histories, layer0[4].seq, now).expect("layer 0 packet");
         assert_eq!(before.packet.seq, 1004);
-        assert_eq!(before.out.seq, first.seq - 1);
-        let after = resend(&log, &histories, first.seq + 2, now).expect("layer 1 packet");
+        assert_eq!(before.out, layer0[4]);
+        let after = resend(&log, &histories, layer1[2].seq, now).expect("layer 1 packet");
         assert_eq!(after.packet.seq, 7002);
-        assert_eq!(after.out, layer1_out[2]);
-        // The consumer's stream is continuous across the switch, and the resend says so.
-        assert!(after.out.time > before.out.time);
-        assert_eq!(&*after.packet.payload, &[7002u64 as u8; 4]);
+        assert_eq!(
+            after.out, layer1[2],
+            "sequence number, time and VP8 ids as first sent"
+        );
+        assert!(after.out.vp8.is_some(), "the switch shifted the VP8 ids");
+        assert_eq!(after.out.seq, layer0[4].seq + 3, "one continuous stream");
+        assert_eq!(after.packet.payload[5], 7002u64 as u8);
     }
 
     #[test]
-    fn too_old_or_overwritten_packets_are_not_resent() {
+    fn too_old_overwritten_or_never_sent_packets_are_not_resent() {
         let t0 = Instant::now();
         let mut histories = vec![PacketHistory::default()];
         let mut log = SentLog::default();
-        for seq in 0..(HISTORY_SLOTS as u64 + 10) {
-            histories[0].insert(stored(seq, 0, t0));
-            let out = Rewritten {
-                seq: seq + 1,
-                time: 0,
-                vp8: None,
-            };
-            log.record(Sent {
-                out,
-                layer: 0,
-                source_seq: seq,
-            });
-        }
+        let mut rewriter = Rewriter::default();
+        rewriter.start(0, 0, vp8(0), 90_000, t0);
+        let n = HISTORY_SLOTS as u64 + 10;
+        let sent = forward(
+            &mut rewriter,
+            &mut log,
+            &mut histories[0],
+            0,
+            0,
+            0,
+            0,
+            n,
+            t0,
+        );
         let now = t0 + Duration::from_millis(10);
-        // Overwritten in the consumer's log.
-        assert!(resend(&log, &histories, 3, now).is_none());
+        // Overwritten in the producer's history.
+        assert!(resend(&log, &histories, sent[3].seq, now).is_none());
         // Still there.
-        let last = HISTORY_SLOTS as u64 + 9;
+        let last = sent[n as usize - 1];
         assert_eq!(
-            resend(&log, &histories, last + 1, now).map(|r| r.packet.seq),
-            Some(last)
+            resend(&log, &histories, last.seq, now).map(|r| r.packet.seq),
+            Some(n - 1)
         );
         // Too old.
-        assert!(resend(&log, &histories, last + 1, t0 + MAX_AGE * 2).is_none());
-        // Never sent, and an unknown layer.
-        assert!(resend(&log, &histories, last + 100, now).is_none());
-        log.record(Sent {
-            out: Rewritten {
-                seq: 5000,
-                time: 0,
-                vp8: None,
-            },
-            layer: 7,
-            source_seq: last,
-        });
-        assert!(resend(&log, &histories, 5000, now).is_none());
+        assert!(resend(&log, &histories, last.seq, t0 + MAX_AGE * 2).is_none());
+        // Never sent.
+        assert!(resend(&log, &histories, last.seq + 1, now).is_none());
+        // A run whose history is gone.
+        let mut other = SentLog::default();
+        other.record(7, last.seq, rewriter.run().unwrap());
+        assert!(resend(&other, &histories, last.seq, now).is_none());
+    }
+
+    #[test]
+    fn only_the_last_runs_are_kept() {
+        let t0 = Instant::now();
+        let mut histories = vec![PacketHistory::default()];
+        let mut log = SentLog::default();
+        let mut rewriter = Rewriter::default();
+        let mut first = None;
+        for i in 0..(RUNS_KEPT as u64 + 2) {
+            // Each restart (a pause, a switch) begins a run.
+            rewriter.start(i * 100, 0, None, 90_000, t0);
+            let out = forward(
+                &mut rewriter,
+                &mut log,
+                &mut histories[0],
+                0,
+                i * 100,
+                0,
+                0,
+                2,
+                t0,
+            );
+            first.get_or_insert(out[0]);
+        }
+        assert_eq!(log.runs.len(), RUNS_KEPT);
+        assert!(resend(&log, &histories, first.unwrap().seq, t0).is_none());
     }
 
     #[test]
@@ -255,7 +333,7 @@ mod tests {
         let h = PacketHistory::default();
         let l = SentLog::default();
         assert!(h.get(0, Instant::now()).is_none());
-        assert!(l.get(0).is_none());
-        assert_eq!(h.slots.capacity() + l.slots.capacity(), 0);
+        assert!(l.find(0).is_none());
+        assert_eq!(h.slots.capacity() + l.runs.capacity(), 0);
     }
 }

@@ -145,15 +145,49 @@ pub struct Rewritten {
     pub vp8: Option<Vp8Ids>,
 }
 
-/// The offsets of the current run.
-#[derive(Debug, Clone, Copy)]
-struct Run {
+/// The offsets of a run: what the producer's numbers become in the consumer's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
     /// First incoming sequence number of the run; older packets belong to what came before.
     first_in: u64,
     seq_offset: u64,
     time_offset: u32,
     picture_id_offset: u16,
     tl0_offset: u8,
+}
+
+impl Run {
+    /// The producer's packet `seq` (time, VP8 ids) as this run writes it.
+    pub fn apply(&self, seq: u64, time: u32, vp8: Option<Vp8Ids>) -> Rewritten {
+        let shifted = vp8.map(|ids| self.shift(ids));
+        Rewritten {
+            seq: seq.wrapping_add(self.seq_offset),
+            time: time.wrapping_add(self.time_offset),
+            vp8: shifted.filter(|_| self.shifts_vp8()),
+        }
+    }
+
+    /// The producer's sequence number of the consumer's `out_seq`.
+    pub fn source_seq(&self, out_seq: u64) -> u64 {
+        out_seq.wrapping_sub(self.seq_offset)
+    }
+
+    /// True when the run rewrites VP8 picture ids (the payload must be patched).
+    pub fn shifts_vp8(&self) -> bool {
+        self.picture_id_offset != 0 || self.tl0_offset != 0
+    }
+
+    fn shift(&self, ids: Vp8Ids) -> Vp8Ids {
+        Vp8Ids {
+            picture_id: ids.picture_id.map(|(id, long)| {
+                (
+                    id.wrapping_add(self.picture_id_offset) & picture_id_mask(long),
+                    long,
+                )
+            }),
+            tl0_pic_idx: ids.tl0_pic_idx.map(|t| t.wrapping_add(self.tl0_offset)),
+        }
+    }
 }
 
 /// The newest packet written (by sequence number), which the next run continues.
@@ -176,6 +210,11 @@ impl Rewriter {
     /// True while a run goes on: packets of the forwarded layer are rewritten and written.
     pub fn running(&self) -> bool {
         self.run.is_some()
+    }
+
+    /// The current run's offsets.
+    pub fn run(&self) -> Option<Run> {
+        self.run
     }
 
     /// Ends the current run (pause, layer switched off): nothing is written until the next
@@ -237,20 +276,8 @@ impl Rewriter {
         if seq < run.first_in {
             return None;
         }
-        let shifted = vp8.map(|ids| Vp8Ids {
-            picture_id: ids.picture_id.map(|(id, long)| {
-                (
-                    id.wrapping_add(run.picture_id_offset) & picture_id_mask(long),
-                    long,
-                )
-            }),
-            tl0_pic_idx: ids.tl0_pic_idx.map(|t| t.wrapping_add(run.tl0_offset)),
-        });
-        let out = Rewritten {
-            seq: seq.wrapping_add(run.seq_offset),
-            time: time.wrapping_add(run.time_offset),
-            vp8: shifted.filter(|_| run.picture_id_offset != 0 || run.tl0_offset != 0),
-        };
+        let shifted = vp8.map(|ids| run.shift(ids));
+        let out = run.apply(seq, time, vp8);
         if self.last.is_none_or(|l| out.seq > l.seq) {
             self.last = Some(Last {
                 seq: out.seq,

@@ -48,7 +48,7 @@ use tracing::{debug, info, warn};
 
 use super::batch::{SendBatch, MAX_BATCH};
 use super::dtls::KeySlot;
-use super::egress::{Egress, Requests};
+use super::egress::{self, Egress, Requests};
 use super::history::{PacketHistory, SentLog};
 use super::keyframes::KeyframeGate;
 use super::messages::{
@@ -359,7 +359,9 @@ struct Worker {
     tcp_conns: HashMap<SocketAddr, TcpStream>,
     initial_bitrate: u64,
     stop: Arc<AtomicBool>,
-    transports: HashMap<TKey, Transport>,
+    /// Boxed: a `Transport` holds its `Rtc` (kilobytes), and a map of values doubles its
+    /// capacity as it grows; a map of boxes wastes only pointers.
+    transports: HashMap<TKey, Box<Transport>>,
     next_key: TKey,
     routes: HashMap<SocketAddr, TKey>,
     peers: HashMap<PeerId, PeerMedia>,
@@ -373,6 +375,8 @@ struct Worker {
     egress_timers: Timers<TKey>,
     /// What subscribers asked for in their RTCP (reused between datagrams).
     requests: Requests,
+    /// Where the egresses write each packet before it is copied into the batch.
+    scratch: Box<[u8]>,
     /// Datagrams produced by polling, sent together at the end of `flush`.
     out: SendBatch,
     /// One DTLS certificate for every transport of the worker: generating a key pair per
@@ -424,6 +428,7 @@ impl Worker {
             egress_dirty: Vec::new(),
             egress_timers: Timers::default(),
             requests: Requests::default(),
+            scratch: vec![0; egress::SCRATCH].into_boxed_slice(),
             out: SendBatch::default(),
             dtls_cert: str0m::crypto::from_feature_flags()
                 .dtls_provider
@@ -608,6 +613,7 @@ impl Worker {
             transports,
             egress_dirty,
             egress_timers,
+            scratch,
             out,
             socket,
             tcp_conns,
@@ -622,7 +628,7 @@ impl Worker {
             let (Some(e), Some(dest)) = (t.egress.as_mut(), t.media_dest) else {
                 continue;
             };
-            let timers_changed = e.flush(now, &mut |d: &[u8]| {
+            let timers_changed = e.flush(now, scratch, &mut |d: &[u8]| {
                 send(out, socket, tcp_conns, stats, dest, d)
             });
             if timers_changed {
@@ -636,6 +642,7 @@ impl Worker {
         let Worker {
             transports,
             egress_timers,
+            scratch,
             out,
             socket,
             tcp_conns,
@@ -651,7 +658,7 @@ impl Worker {
         let (Some(e), Some(dest)) = (t.egress.as_mut(), t.media_dest) else {
             return;
         };
-        let next = e.on_timeout(now, &mut |d: &[u8]| {
+        let next = e.on_timeout(now, scratch, &mut |d: &[u8]| {
             send(out, socket, tcp_conns, stats, dest, d)
         });
         egress_timers.schedule(key, next);
@@ -809,6 +816,17 @@ impl Worker {
                 t.egress = Some(Box::new(egress));
                 self.egress_timers.schedule(key, Instant::now());
                 self.select_layers(key);
+                // Its consumers can start now, each at a keyframe: ask at once rather than at
+                // their producers' next packet.
+                let producers: Vec<ProducerId> = self
+                    .consumers
+                    .values()
+                    .filter(|c| c.transport == key && c.active)
+                    .map(|c| c.producer.clone())
+                    .collect();
+                for pid in producers {
+                    self.request_keyframes(&pid);
+                }
             }
             Err(e) => {
                 // Cannot happen with the profiles str0m negotiates; without keys nothing

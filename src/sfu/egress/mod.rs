@@ -39,8 +39,9 @@ const SR_AUDIO: Duration = Duration::from_secs(5);
 const SR_FIRST: Duration = Duration::from_millis(100);
 /// Longest a connection goes without the worker looking at it (sender reports, probes).
 const IDLE: Duration = Duration::from_secs(1);
-/// Bytes of the scratch buffer one packet is written in.
-const BUF: usize = 2048;
+/// Bytes of the scratch buffer a packet is written in ([`Egress::flush`]'s `buf`): one per
+/// worker, not per connection.
+pub const SCRATCH: usize = 2048;
 /// NTP's epoch (1900) is this many seconds before Unix's.
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
@@ -152,7 +153,6 @@ pub struct Egress {
     twcc_seq: u64,
     /// An instant and the NTP time it is, for sender reports and abs-send-time.
     ntp_base: (Instant, u64),
-    buf: Vec<u8>,
     results: Vec<TwccResult>,
     counters: EgressCounters,
     /// A write scheduled a first sender report: the worker must ask [`Egress::next_timeout`].
@@ -196,7 +196,6 @@ impl Egress {
             bwe: bwe::Estimator::new(initial_bps, now),
             twcc_seq: 0,
             ntp_base: (now, ntp_now()),
-            buf: vec![0; BUF],
             results: Vec::new(),
             counters: EgressCounters::default(),
             timers_changed: false,
@@ -288,14 +287,15 @@ impl Egress {
         }
     }
 
-    /// Writes, encrypts and hands to `out` every queued packet. Returns true when
-    /// [`Egress::next_timeout`] moved earlier (a stream's first sender report is due).
-    pub fn flush(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) -> bool {
+    /// Writes, encrypts and hands to `out` every queued packet, each written in `buf`
+    /// ([`SCRATCH`] bytes). Returns true when [`Egress::next_timeout`] moved earlier (a
+    /// stream's first sender report is due).
+    pub fn flush(&mut self, now: Instant, buf: &mut [u8], out: &mut impl FnMut(&[u8])) -> bool {
         let queue = std::mem::take(&mut self.queue);
         let abs_send_time = ((self.ntp(now) >> 14) & 0x00ff_ffff) as u32;
         for p in &queue {
-            match self.write(p, now, abs_send_time) {
-                Ok(n) => out(&self.buf[..n]),
+            match self.write(p, now, abs_send_time, buf) {
+                Ok(n) => out(&buf[..n]),
                 Err(e) => tracing::debug!("packet not sent: {e}"),
             }
         }
@@ -310,6 +310,7 @@ impl Egress {
         p: &Outgoing,
         now: Instant,
         abs_send_time: u32,
+        buf: &mut [u8],
     ) -> Result<usize, SrtpError> {
         let Some(s) = self.streams.get_mut(p.stream) else {
             return Err(SrtpError::NoRoom);
@@ -340,7 +341,6 @@ impl Egress {
             audio_level: s.spec.exts.audio_level.zip(p.audio_level),
             video_orientation: s.spec.exts.video_orientation.zip(p.video_orientation),
         };
-        let buf = &mut self.buf;
         let mut at = write_header(buf, p.marker, pt, index as u16, p.time, ssrc, false, &exts);
         let header_len = at;
         if repair.is_some() {
@@ -377,18 +377,23 @@ impl Egress {
         Ok(n)
     }
 
-    /// Sends what is due at `now` (sender reports, probe packets) through `out`; returns when
-    /// it next wants to be called.
-    pub fn on_timeout(&mut self, now: Instant, out: &mut impl FnMut(&[u8])) -> Instant {
+    /// Sends what is due at `now` (sender reports, probe packets) through `out`, each written
+    /// in `buf` ([`SCRATCH`] bytes); returns when it next wants to be called.
+    pub fn on_timeout(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        out: &mut impl FnMut(&[u8]),
+    ) -> Instant {
         for i in 0..self.streams.len() {
             let s = &self.streams[i];
             if s.closed || s.next_sr.is_none_or(|at| at > now) {
                 continue;
             }
-            match self.sender_report(i, now) {
+            match self.sender_report(i, now, buf) {
                 Ok(n) => {
                     self.counters.sender_reports += 1;
-                    out(&self.buf[..n]);
+                    out(&buf[..n]);
                 }
                 Err(e) => tracing::debug!("sender report not sent: {e}"),
             }
@@ -397,10 +402,10 @@ impl Egress {
         }
         self.bwe.next_probe_at(now);
         while let Some(cluster) = self.bwe.probe_due(now) {
-            match self.probe_packet(cluster, now) {
+            match self.probe_packet(cluster, now, buf) {
                 Some(n) => {
                     self.counters.probe_packets += 1;
-                    out(&self.buf[..n]);
+                    out(&buf[..n]);
                 }
                 None => {
                     self.bwe.set_can_probe(false);
@@ -428,7 +433,12 @@ impl Egress {
             .min(now + IDLE)
     }
 
-    fn sender_report(&mut self, i: usize, now: Instant) -> Result<usize, SrtpError> {
+    fn sender_report(
+        &mut self,
+        i: usize,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<usize, SrtpError> {
         let ntp = self.ntp(now);
         let s = &self.streams[i];
         let rtp_time = match s.last {
@@ -439,7 +449,6 @@ impl Egress {
             }
             None => 0,
         };
-        let buf = &mut self.buf;
         let n = rtcp::write_sender_report(buf, s.spec.ssrc, ntp, rtp_time, s.packets, s.octets);
         let n = n + rtcp::write_sdes_cname(&mut buf[n..], s.spec.ssrc, &s.spec.cname);
         if n + MAX_RTCP_OVERHEAD > buf.len() {
@@ -448,7 +457,7 @@ impl Egress {
         self.sender.protect_rtcp(buf, n)
     }
 
-    fn probe_packet(&mut self, cluster: u16, now: Instant) -> Option<usize> {
+    fn probe_packet(&mut self, cluster: u16, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let i = self.probe_stream()?;
         let abs = ((self.ntp(now) >> 14) & 0x00ff_ffff) as u32;
         let s = &mut self.streams[i];
@@ -466,7 +475,6 @@ impl Egress {
             video_orientation: None,
         };
         let time = s.last.map_or(0, |l| l.0);
-        let buf = &mut self.buf;
         let header_len = write_header(buf, false, pt, index as u16, time, ssrc, true, &exts);
         let end = header_len + PROBE_PADDING;
         buf[header_len..end].fill(0);

@@ -69,7 +69,9 @@ fn outgoing(stream: usize, seq: u64, payload: &[u8], at: Instant) -> Outgoing {
 
 fn flush(e: &mut Egress, now: Instant) -> Vec<Vec<u8>> {
     let mut sent = Vec::new();
-    e.flush(now, &mut |d: &[u8]| sent.push(d.to_vec()));
+    e.flush(now, &mut [0; SCRATCH], &mut |d: &[u8]| {
+        sent.push(d.to_vec())
+    });
     sent
 }
 
@@ -212,7 +214,7 @@ fn sender_reports_follow_the_first_packet_and_count_what_was_sent() {
     let mut e = Egress::new(&keys, 1_000_000, t0).unwrap();
     let s = e.add_stream(spec(false));
     let mut out = Vec::new();
-    e.on_timeout(t0, &mut |d: &[u8]| out.push(d.to_vec()));
+    e.on_timeout(t0, &mut [0; SCRATCH], &mut |d: &[u8]| out.push(d.to_vec()));
     assert!(out.is_empty(), "nothing to report before the first packet");
     for i in 0..3 {
         e.queue(outgoing(s, 10 + i, &[1u8; 100], t0));
@@ -221,7 +223,7 @@ fn sender_reports_follow_the_first_packet_and_count_what_was_sent() {
     let due = e.next_timeout(t0);
     assert_eq!(due, t0 + SR_FIRST);
     let at = t0 + Duration::from_millis(100);
-    e.on_timeout(at, &mut |d: &[u8]| out.push(d.to_vec()));
+    e.on_timeout(at, &mut [0; SCRATCH], &mut |d: &[u8]| out.push(d.to_vec()));
     assert_eq!(out.len(), 1);
     let plain = opener.unprotect(&out[0]).unwrap().to_vec();
     let (pt, ssrc, body) = first_rtcp(&plain);
@@ -319,7 +321,7 @@ fn probes_pad_on_the_repair_stream_when_more_is_wanted() {
     let mut out = Vec::new();
     let mut now = t0;
     for _ in 0..40 {
-        let next = e.on_timeout(now, &mut |d: &[u8]| out.push(d.to_vec()));
+        let next = e.on_timeout(now, &mut [0; SCRATCH], &mut |d: &[u8]| out.push(d.to_vec()));
         now = next
             .min(now + Duration::from_millis(1))
             .max(now + Duration::from_micros(100));
@@ -352,6 +354,6 @@ fn probes_pad_on_the_repair_stream_when_more_is_wanted() {
     e.add_stream(audio);
     e.set_desired(2_000_000);
     let mut out = Vec::new();
-    e.on_timeout(t0, &mut |d: &[u8]| out.push(d.to_vec()));
+    e.on_timeout(t0, &mut [0; SCRATCH], &mut |d: &[u8]| out.push(d.to_vec()));
     assert!(out.is_empty());
 }

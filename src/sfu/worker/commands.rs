@@ -18,7 +18,8 @@ use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
 use crate::sfu::rewrite::Rewriter;
 use crate::sfu::speaker::SpeakerDetector;
 
-/// How often str0m reports stream statistics (the NACK counters of [`WorkerStats`]).
+/// How often str0m reports a send transport's stream statistics (the NACKs sent to
+/// publishers, [`WorkerStats`]).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Worker {
@@ -149,8 +150,12 @@ impl Worker {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .enable_h264(true)
-            .set_stats_interval(Some(STATS_INTERVAL));
+            .enable_h264(true);
+        if direction == Direction::Send {
+            // The NACKs sent to the publisher ([`WorkerStats::nacks_sent`]); a recv
+            // transport's streams are the egress', str0m has nothing to say about them.
+            builder = builder.set_stats_interval(Some(STATS_INTERVAL));
+        }
         if let Some(cert) = &self.dtls_cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -178,7 +183,7 @@ impl Worker {
         self.next_wakeup = self.next_wakeup.min(now);
         self.transports.insert(
             key,
-            Transport {
+            Box::new(Transport {
                 peer: peer.clone(),
                 direction,
                 rtc,
@@ -197,7 +202,7 @@ impl Worker {
                 media_dest: None,
                 remotes: HashSet::new(),
                 nacks_reported: HashMap::new(),
-            },
+            }),
         );
         key
     }
@@ -353,19 +358,32 @@ impl Worker {
         }
         self.mark_dirty(key);
         self.select_layers(key);
-        for pid in wake {
-            self.request_keyframe(&pid, None, KeyframeRequestKind::Pli);
-            let rids: Vec<String> = self
-                .producers
-                .get(&pid)
-                .map(|p| p.layers.iter().map(|l| l.rid.clone()).collect())
-                .unwrap_or_default();
-            for rid in rids.into_iter().filter(|r| !r.is_empty()) {
-                self.request_keyframe(&pid, Some(rid), KeyframeRequestKind::Pli);
+        // The new consumers start at a keyframe. Before the connection is up nothing could
+        // be sent: the egress asks when it starts (`Worker::start_egress`).
+        if self
+            .transports
+            .get(&key)
+            .is_some_and(|t| t.egress.is_some())
+        {
+            for pid in wake {
+                self.request_keyframes(&pid);
             }
         }
         self.negotiate(key);
         Ok(())
+    }
+
+    /// Asks a producer's publisher for a keyframe on every layer (a consumer starts).
+    pub(super) fn request_keyframes(&mut self, pid: &ProducerId) {
+        self.request_keyframe(pid, None, KeyframeRequestKind::Pli);
+        let rids: Vec<String> = self
+            .producers
+            .get(pid)
+            .map(|p| p.layers.iter().map(|l| l.rid.clone()).collect())
+            .unwrap_or_default();
+        for rid in rids.into_iter().filter(|r| !r.is_empty()) {
+            self.request_keyframe(pid, Some(rid), KeyframeRequestKind::Pli);
+        }
     }
 
     pub(super) fn add_consumer(&mut self, peer: &PeerId, id: ConsumerId, producer: ProducerId) {

@@ -20,7 +20,7 @@ use super::{After, TKey, Worker};
 use crate::ids::{ConsumerId, ProducerId};
 use crate::model::MediaKind;
 use crate::sfu::egress::{ExtIds, Outgoing, StreamSpec};
-use crate::sfu::history::{resend, PacketHistory, Sent, Stored};
+use crate::sfu::history::{resend, PacketHistory, Stored};
 use crate::sfu::messages::MediaEvent;
 use crate::sfu::rewrite::{inspect, Codec};
 use crate::sfu::simulcast::{rid_rank, LayerStats};
@@ -227,12 +227,8 @@ impl Worker {
                 wallclock: packet.timestamp,
                 resend: false,
             });
-            if video {
-                c.sent.record(Sent {
-                    out,
-                    layer: history_layer,
-                    source_seq: seq,
-                });
+            if let (true, Some(run)) = (video, c.rewriter.run()) {
+                c.sent.record(history_layer, out.seq, run);
             }
             self.stats.packets_forwarded += 1;
             if marker || !video {

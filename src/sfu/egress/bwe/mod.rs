@@ -26,10 +26,12 @@ use super::rtcp::TwccResult;
 /// Lowest and highest estimate.
 const MIN_BPS: u64 = 30_000;
 const MAX_BPS: u64 = 100_000_000;
-/// Packets are kept for feedback this long.
-const LOG_SPAN_US: i64 = 2_000_000;
-/// Delivered rate is measured over this window of arrivals.
-const ACKED_WINDOW_US: i64 = 500_000;
+/// Packets are kept for feedback this long (feedback comes every 50-100 ms, a round trip
+/// later).
+const LOG_SPAN_US: i64 = 1_000_000;
+/// Delivered rate is measured over this window of arrivals, in buckets.
+const ACKED_BUCKETS: usize = 10;
+const ACKED_BUCKET_US: i64 = 50_000;
 /// Losses are judged over at least this long and this many packets.
 const LOSS_PERIOD: Duration = Duration::from_secs(1);
 const LOSS_MIN_PACKETS: u32 = 20;
@@ -48,36 +50,46 @@ struct Sent {
     reported: bool,
 }
 
-/// Delivered bytes over the last [`ACKED_WINDOW_US`] of arrivals.
+/// Delivered bytes per 50 ms of arrival time, over the last 500 ms: a few hundred bytes per
+/// connection whatever its rate.
 #[derive(Debug, Default)]
 struct Acked {
-    window: VecDeque<(i64, u16)>,
-    bytes: u64,
-    newest: i64,
+    /// (bucket number, bytes), at `number % ACKED_BUCKETS`.
+    buckets: [(i64, u32); ACKED_BUCKETS],
+    newest: Option<i64>,
 }
 
 impl Acked {
     fn add(&mut self, arrival_us: i64, size: u16) {
-        self.window.push_back((arrival_us, size));
-        self.bytes += u64::from(size);
-        self.newest = if self.window.len() == 1 {
-            arrival_us
-        } else {
-            self.newest.max(arrival_us)
-        };
-        while let Some(&(at, s)) = self.window.front() {
-            if self.newest - at <= ACKED_WINDOW_US {
-                break;
-            }
-            self.window.pop_front();
-            self.bytes -= u64::from(s);
+        let n = arrival_us.div_euclid(ACKED_BUCKET_US);
+        let newest = self.newest.map_or(n, |m| m.max(n));
+        if newest - n >= ACKED_BUCKETS as i64 {
+            // Older than the window (reordered feedback).
+            return;
         }
+        self.newest = Some(newest);
+        let slot = &mut self.buckets[n.rem_euclid(ACKED_BUCKETS as i64) as usize];
+        if slot.0 != n || slot.1 == 0 {
+            *slot = (n, 0);
+        }
+        slot.1 += u32::from(size);
     }
 
-    /// bps, once the window spans at least 100 ms.
+    /// bps over the window, once it spans at least 100 ms.
     fn rate(&self) -> Option<u64> {
-        let span = self.newest - self.window.front()?.0;
-        (span >= 100_000).then(|| self.bytes * 8 * 1_000_000 / span.max(ACKED_WINDOW_US / 2) as u64)
+        let newest = self.newest?;
+        let live = |b: &&(i64, u32)| b.1 > 0 && newest - b.0 < ACKED_BUCKETS as i64;
+        let oldest = self.buckets.iter().filter(live).map(|b| b.0).min()?;
+        let bytes: u64 = self
+            .buckets
+            .iter()
+            .filter(live)
+            .map(|b| u64::from(b.1))
+            .sum();
+        let span = (newest - oldest + 1) * ACKED_BUCKET_US;
+        // Early on, divide by at least half the window: a few packets are not a rate.
+        let span = span.max(ACKED_BUCKETS as i64 * ACKED_BUCKET_US / 2);
+        (newest - oldest >= 1).then(|| bytes * 8 * 1_000_000 / span as u64)
     }
 }
 
