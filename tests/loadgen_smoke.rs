@@ -1,6 +1,8 @@
 //! Smoke test of the load generator (`multiparty-meeting-load`): it starts our server binary,
 //! runs 1 room x 1 publisher x 3 subscribers for 3 seconds and writes its JSON report; the
-//! report must be internally consistent. A check that the tool works, not a benchmark.
+//! report must be internally consistent. Once with str0m subscribers, once with the light
+//! ones (`--light-subscribers`, which read SRTP themselves). A check that the tool works, not
+//! a benchmark.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,6 +18,15 @@ fn num(v: &Value, path: &str) -> f64 {
 
 #[test]
 fn one_publisher_three_subscribers() {
+    smoke(&[]);
+}
+
+#[test]
+fn one_publisher_three_light_subscribers() {
+    smoke(&["--light-subscribers"]);
+}
+
+fn smoke(extra: &[&str]) {
     let out: PathBuf = std::env::temp_dir().join(format!(
         "loadgen-smoke-{}-{}.json",
         std::process::id(),
@@ -33,7 +44,9 @@ fn one_publisher_three_subscribers() {
             "--join-timeout-secs",
             "8",
         ])
-        .args(["--video-bitrate", "300k", "--quiet", "--json"])
+        .args(["--video-bitrate", "300k", "--quiet"])
+        .args(extra)
+        .arg("--json")
         .arg(&out)
         .env_remove("RUST_LOG")
         .output()

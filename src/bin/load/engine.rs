@@ -24,13 +24,19 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
+use multiparty_meeting::sfu::dtls::{self, KeySlot};
+
+use crate::light::{self, Light, OfferInfo};
 use crate::media::{find_stamp, offer_rids, FrameWrite, Generator, PublishSpec};
 use crate::net::{self, MultiSocket, Waker};
+use multiparty_meeting::client::Stamp;
 
 /// Longest sleep without looking at the command queue.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// Batches read from one socket before the others get a turn.
 const MAX_BATCHES_PER_SOCKET: usize = 8;
+/// How often light subscribers send transport-wide feedback (as str0m and browsers do).
+const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 /// Latency samples kept per measurement window (more are dropped, counted).
 const MAX_LATENCY_SAMPLES: usize = 20_000_000;
 
@@ -51,6 +57,8 @@ pub struct EngineConfig {
     pub ip_count: u32,
     /// CPU to pin the engine thread to.
     pub cpu: Option<usize>,
+    /// Subscribers read SRTP themselves (`light`): no str0m receive path per packet.
+    pub light_subscribers: bool,
 }
 
 /// What the engine tells the orchestrator.
@@ -260,6 +268,7 @@ impl Engine {
             recent_max_latency_us: 0,
             datagrams_in: 0,
             frames: Vec::new(),
+            next_feedback: Instant::now(),
             next_frame_due: None,
             stop: stop.clone(),
             cert: str0m::crypto::from_feature_flags()
@@ -309,6 +318,8 @@ struct StreamStat {
     first_frame: Option<u32>,
     max_frame: u32,
     frames: u64,
+    /// RTP time of the newest packet (light path: a new time starts a frame).
+    last_time: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -323,6 +334,11 @@ struct SubState {
     lat_sum_us: u64,
     lat_max_us: u64,
     lat_count: u64,
+    /// Light mode: where DTLS leaves the SRTP keys, what the offer said, and the receive
+    /// side once connected.
+    keys: Option<KeySlot>,
+    offer: Option<OfferInfo>,
+    light: Option<Box<Light>>,
 }
 
 enum Role {
@@ -363,6 +379,8 @@ struct State {
     datagrams_in: u64,
     /// Scratch for due frames.
     frames: Vec<FrameWrite>,
+    /// When light subscribers next send their feedback.
+    next_feedback: Instant,
     next_frame_due: Option<Instant>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// One DTLS certificate for every connection: generating one per `Rtc` (str0m's
@@ -390,6 +408,10 @@ impl State {
                 self.write_due_frames(now);
             }
             self.fire_timers(now);
+            if self.config.light_subscribers && now >= self.next_feedback {
+                self.next_feedback = now + FEEDBACK_INTERVAL;
+                self.send_feedback();
+            }
             self.flush_sockets();
 
             let mut got = 0usize;
@@ -419,6 +441,9 @@ impl State {
             }
             if let Some(t) = self.next_frame_due {
                 deadline = deadline.min(t);
+            }
+            if self.config.light_subscribers {
+                deadline = deadline.min(self.next_feedback);
             }
             let sleep = deadline.saturating_duration_since(now);
             if !sleep.is_zero() {
@@ -507,14 +532,23 @@ impl State {
                 let _ = reply.send(r);
             }
             Cmd::NewSubscriber { tag, reply } => {
-                let rtc = self
+                let config = self
                     .rtc_config()
                     .set_rtp_mode(true)
                     .clear_codecs()
                     .enable_opus(true, false)
-                    .enable_vp8(true)
-                    .build(Instant::now());
-                let r = self.new_conn(tag, rtc, Role::Subscriber(SubState::default()), false);
+                    .enable_vp8(true);
+                let mut state = SubState::default();
+                let rtc = if self.config.light_subscribers {
+                    // Our DTLS provider, which hands over the SRTP keys (`light`).
+                    let config = config.set_crypto_provider(dtls::crypto_provider());
+                    let (rtc, keys) = dtls::capture_keys(|| config.build(Instant::now()));
+                    state.keys = Some(keys);
+                    rtc
+                } else {
+                    config.build(Instant::now())
+                };
+                let r = self.new_conn(tag, rtc, Role::Subscriber(state), false);
                 let _ = reply.send(r);
             }
             Cmd::AcceptOffer { conn, sdp, reply } => {
@@ -639,7 +673,16 @@ impl State {
     }
 
     fn accept_offer(&mut self, conn: ConnId, sdp: &str) -> anyhow::Result<String> {
+        let light = self.config.light_subscribers;
         let c = self.conn_mut(conn)?;
+        if let (true, Role::Subscriber(s)) = (light, &mut c.role) {
+            let info = light::offer_info(sdp);
+            if let Some(l) = s.light.as_mut() {
+                // A renegotiation (more consumers): same ids, maybe more RTX types.
+                l.info = info.clone();
+            }
+            s.offer = Some(info);
+        }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| anyhow!("parse offer: {e}"))?;
         let answer = c
             .rtc
@@ -792,6 +835,16 @@ impl State {
                 .kernel_time
                 .and_then(|k| now.checked_sub(wall_now.saturating_sub(k)))
                 .unwrap_or(now);
+            if let Role::Subscriber(SubState { light: Some(_), .. }) = &c.role {
+                if (128..192).contains(&d.data[0]) {
+                    // SRTP, or the server's SRTCP (sender reports: not needed here).
+                    if !(d.data.len() > 1 && (192..224).contains(&d.data[1])) {
+                        let (data, source) = (d.data.to_vec(), d.source);
+                        self.on_light_rtp(id, &data, source, arrived);
+                    }
+                    continue;
+                }
+            }
             let Ok(rx) = Receive::new(
                 Protocol::Udp,
                 SocketAddr::V4(d.source),
@@ -867,6 +920,21 @@ impl State {
         match e {
             Event::Connected => {
                 c.connected = true;
+                if let Role::Subscriber(s) = &mut c.role {
+                    let keys = s.keys.as_ref().and_then(|k| k.keys());
+                    if let (Some(Ok(keys)), Some(info)) = (keys, s.offer.clone()) {
+                        match Light::new(&keys, info) {
+                            Ok(l) => s.light = Some(Box::new(l)),
+                            Err(e) => {
+                                let tag = c.tag;
+                                let _ = self.events.send(EngineEvent::Failed {
+                                    tag,
+                                    reason: format!("light subscriber: {e}"),
+                                });
+                            }
+                        }
+                    }
+                }
                 let _ = self.events.send(EngineEvent::Connected {
                     tag: c.tag,
                     at: now,
@@ -893,89 +961,186 @@ impl State {
                 }
             }
             Event::RtpPacket(p) => {
-                let Role::Subscriber(s) = &mut c.role else {
-                    return;
-                };
-                let ssrc = *p.header.ssrc;
-                let seq = *p.seq_no;
-                let pos = s.streams.iter().position(|st| st.ssrc == ssrc);
-                let st = match pos {
-                    Some(i) => &mut s.streams[i],
-                    None => {
-                        let kind = stream_kind(&c.rtc, p.header.ext_vals.mid);
-                        s.streams.push(StreamStat {
-                            ssrc,
-                            kind,
-                            first: seq,
-                            max: seq,
-                            received: 0,
-                            first_frame: None,
-                            max_frame: 0,
-                            frames: 0,
-                        });
-                        // Invariant: pushed just above.
-                        s.streams.last_mut().expect("stream just added")
-                    }
-                };
-                if seq < st.first {
-                    st.first = seq;
-                }
-                if seq > st.max {
-                    st.max = seq;
-                }
-                st.received += 1;
-                let kind = st.kind;
-                s.packets += 1;
-                s.bytes += p.payload.len() as u64;
-                match kind {
-                    Kind::Audio => s.audio_packets += 1,
-                    Kind::Video => s.video_packets += 1,
-                }
-                if !s.got_media {
-                    s.got_media = true;
-                    let _ = self.events.send(EngineEvent::FirstMedia {
-                        tag: c.tag,
-                        at: p.timestamp,
-                    });
-                }
-                let Some(stamp) = find_stamp(&p.payload, p.header.marker) else {
-                    return;
-                };
-                // Invariant: `pos` or the push above made this index valid.
-                let st = match pos {
-                    Some(i) => &mut s.streams[i],
-                    None => s.streams.last_mut().expect("stream exists"),
-                };
-                match st.first_frame {
-                    None => {
-                        st.first_frame = Some(stamp.seq);
-                        st.max_frame = stamp.seq;
-                        st.frames = 1;
-                    }
-                    Some(_) if stamp.seq > st.max_frame => {
-                        st.max_frame = stamp.seq;
-                        st.frames += 1;
-                    }
-                    // A duplicate or a frame older than one already seen: not counted.
-                    Some(_) => {}
-                }
-                let arrived = p.timestamp.saturating_duration_since(self.base);
-                let delay = (arrived.as_micros() as u64).saturating_sub(stamp.sent_at_us);
-                self.recent_max_latency_us = self.recent_max_latency_us.max(delay);
-                if self.recording {
-                    s.lat_sum_us += delay;
-                    s.lat_max_us = s.lat_max_us.max(delay);
-                    s.lat_count += 1;
-                    if self.latencies.len() < MAX_LATENCY_SAMPLES {
-                        let d = delay.min(u64::from(VIDEO_BIT - 1)) as u32;
-                        let bit = if kind == Kind::Video { VIDEO_BIT } else { 0 };
-                        self.latencies.push(d | bit);
-                    } else {
-                        self.latency_dropped += 1;
-                    }
-                }
+                let stamp = find_stamp(&p.payload, p.header.marker);
+                let mid = p.header.ext_vals.mid;
+                self.count_packet(
+                    id,
+                    *p.header.ssrc,
+                    *p.seq_no,
+                    mid,
+                    p.payload.len(),
+                    stamp,
+                    p.timestamp,
+                );
             }
             _ => {}
+        }
+    }
+
+    /// Counts a subscriber's RTP packet: loss from its sequence number, latency and frame
+    /// loss from the stamp when the packet carries one.
+    #[allow(clippy::too_many_arguments)]
+    fn count_packet(
+        &mut self,
+        id: ConnId,
+        ssrc: u32,
+        seq: u64,
+        mid: Option<Mid>,
+        payload_len: usize,
+        stamp: Option<Stamp>,
+        arrived: Instant,
+    ) {
+        let Some(c) = self.conns.get_mut(id).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let Role::Subscriber(s) = &mut c.role else {
+            return;
+        };
+        let i = match s.streams.iter().position(|st| st.ssrc == ssrc) {
+            Some(i) => i,
+            None => {
+                let kind = stream_kind(&c.rtc, mid);
+                s.streams.push(StreamStat {
+                    ssrc,
+                    kind,
+                    first: seq,
+                    max: seq,
+                    received: 0,
+                    first_frame: None,
+                    max_frame: 0,
+                    frames: 0,
+                    last_time: None,
+                });
+                s.streams.len() - 1
+            }
+        };
+        let st = &mut s.streams[i];
+        st.first = st.first.min(seq);
+        st.max = st.max.max(seq);
+        st.received += 1;
+        let kind = st.kind;
+        s.packets += 1;
+        s.bytes += payload_len as u64;
+        match kind {
+            Kind::Audio => s.audio_packets += 1,
+            Kind::Video => s.video_packets += 1,
+        }
+        if !s.got_media {
+            s.got_media = true;
+            let _ = self.events.send(EngineEvent::FirstMedia {
+                tag: c.tag,
+                at: arrived,
+            });
+        }
+        let Some(stamp) = stamp else {
+            return;
+        };
+        let st = &mut s.streams[i];
+        match st.first_frame {
+            None => {
+                st.first_frame = Some(stamp.seq);
+                st.max_frame = stamp.seq;
+                st.frames = 1;
+            }
+            Some(_) if stamp.seq > st.max_frame => {
+                st.max_frame = stamp.seq;
+                st.frames += 1;
+            }
+            // A duplicate or a frame older than one already seen: not counted.
+            Some(_) => {}
+        }
+        let arrived = arrived.saturating_duration_since(self.base);
+        let delay = (arrived.as_micros() as u64).saturating_sub(stamp.sent_at_us);
+        self.recent_max_latency_us = self.recent_max_latency_us.max(delay);
+        if self.recording {
+            s.lat_sum_us += delay;
+            s.lat_max_us = s.lat_max_us.max(delay);
+            s.lat_count += 1;
+            if self.latencies.len() < MAX_LATENCY_SAMPLES {
+                let d = delay.min(u64::from(VIDEO_BIT - 1)) as u32;
+                let bit = if kind == Kind::Video { VIDEO_BIT } else { 0 };
+                self.latencies.push(d | bit);
+            } else {
+                self.latency_dropped += 1;
+            }
+        }
+    }
+
+    /// An SRTP packet for a light subscriber: header read in the clear, payload decrypted
+    /// only when the packet starts a frame (to read its stamp).
+    fn on_light_rtp(&mut self, id: ConnId, data: &[u8], source: SocketAddrV4, arrived: Instant) {
+        let arrival_us = arrived.saturating_duration_since(self.base).as_micros() as i64;
+        let Some(c) = self.conns.get_mut(id).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let Role::Subscriber(s) = &mut c.role else {
+            return;
+        };
+        let Some(l) = s.light.as_mut() else {
+            return;
+        };
+        l.server = Some(source);
+        let Some(h) = light::parse_header(data, &l.info) else {
+            return;
+        };
+        if let Some(seq) = h.twcc {
+            l.on_transport_seq(seq, h.ssrc, arrival_us);
+        }
+        if l.info.rtx_pts.contains(&h.pt) {
+            // Resends and probe padding: transport feedback only.
+            return;
+        }
+        let mid = h
+            .mid
+            .and_then(|m| std::str::from_utf8(m).ok())
+            .map(Mid::from);
+        let st = s.streams.iter_mut().find(|st| st.ssrc == h.ssrc);
+        let seq = light::extend(st.as_ref().map(|st| st.max), h.seq);
+        let starts_frame = st.as_ref().is_none_or(|st| st.last_time != Some(h.time));
+        if let Some(st) = st {
+            st.last_time = Some(h.time);
+        }
+        let tag_len = 16;
+        let payload_len = data.len().saturating_sub(h.len + tag_len);
+        let stamp = if starts_frame {
+            l.open(data, h.len, seq)
+                .and_then(|plain| find_stamp(plain, h.marker))
+        } else {
+            None
+        };
+        self.count_packet(id, h.ssrc, seq, mid, payload_len, stamp, arrived);
+        if starts_frame {
+            if let Some(Role::Subscriber(s)) = self
+                .conns
+                .get_mut(id)
+                .and_then(|c| c.as_mut())
+                .map(|c| &mut c.role)
+            {
+                if let Some(st) = s.streams.iter_mut().find(|st| st.ssrc == h.ssrc) {
+                    st.last_time = Some(h.time);
+                }
+            }
+        }
+    }
+
+    /// Every light subscriber sends what arrived since its last feedback.
+    fn send_feedback(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            if c.dead {
+                continue;
+            }
+            let Role::Subscriber(s) = &mut c.role else {
+                continue;
+            };
+            let Some(l) = s.light.as_mut() else {
+                continue;
+            };
+            let Some(server) = l.server else {
+                continue;
+            };
+            if let Some(packet) = l.feedback() {
+                self.sockets[c.sock].queue(*c.local.ip(), server, packet);
+            }
         }
     }
 }

@@ -289,6 +289,119 @@ pub fn write_sdes_cname(buf: &mut [u8], ssrc: u32, cname: &str) -> usize {
     len
 }
 
+/// Writes a receiver report (RFC 3550 §6.4.2) with `blocks` (at most 31) at the start of
+/// `buf`; returns its length. The receive side of the load generator's light subscribers.
+pub fn write_receiver_report(buf: &mut [u8], sender_ssrc: u32, blocks: &[ReportBlock]) -> usize {
+    let blocks = &blocks[..blocks.len().min(31)];
+    let len = 8 + 24 * blocks.len();
+    buf[0] = 0x80 | blocks.len() as u8;
+    buf[1] = PT_RR;
+    buf[2..4].copy_from_slice(&((len / 4 - 1) as u16).to_be_bytes());
+    buf[4..8].copy_from_slice(&sender_ssrc.to_be_bytes());
+    for (i, b) in blocks.iter().enumerate() {
+        let at = 8 + 24 * i;
+        buf[at..at + 4].copy_from_slice(&b.ssrc.to_be_bytes());
+        buf[at + 4..at + 8].copy_from_slice(&[b.fraction_lost, 0, 0, 0]);
+        buf[at + 8..at + 12].copy_from_slice(&b.highest_seq.to_be_bytes());
+        buf[at + 12..at + 16].copy_from_slice(&b.jitter.to_be_bytes());
+        buf[at + 16..at + 20].copy_from_slice(&b.last_sr.to_be_bytes());
+        buf[at + 20..at + 24].copy_from_slice(&b.delay_since_last_sr.to_be_bytes());
+    }
+    len
+}
+
+/// Writes a transport-wide congestion control feedback at the start of `buf` for the
+/// packets from `base_seq` on, `arrivals[i]` being packet `base_seq + i`'s arrival (µs on
+/// the receiver's clock) or None when lost; returns its length, 0 when `buf` is too small.
+/// Arrivals are rounded to 250 µs; a delta that does not fit 16 bits ends the feedback early
+/// (the rest goes in the next one).
+pub fn write_twcc(
+    buf: &mut [u8],
+    sender_ssrc: u32,
+    media_ssrc: u32,
+    base_seq: u16,
+    feedback_count: u8,
+    arrivals: &[Option<i64>],
+) -> usize {
+    let Some(first) = arrivals.iter().flatten().next() else {
+        return 0;
+    };
+    // Reference time: 64 ms units, at or before the first arrival.
+    let reference = first.div_euclid(64_000);
+    let mut deltas: Vec<(u8, i16)> = Vec::with_capacity(arrivals.len());
+    let mut last = reference * 64_000;
+    let mut count = 0usize;
+    for a in arrivals {
+        match a {
+            None => deltas.push((0, 0)),
+            Some(at) => {
+                let ticks = (at - last).div_euclid(250);
+                let Ok(d) = i16::try_from(ticks) else {
+                    break;
+                };
+                deltas.push(if (0..=255).contains(&d) {
+                    (1, d)
+                } else {
+                    (2, d)
+                });
+                last += i64::from(d) * 250;
+            }
+        }
+        count += 1;
+    }
+    // Trailing losses say nothing the next feedback cannot.
+    while deltas.last().is_some_and(|d| d.0 == 0) {
+        deltas.pop();
+        count -= 1;
+    }
+    let chunks = deltas.len().div_ceil(7);
+    let delta_bytes: usize = deltas.iter().map(|d| usize::from(d.0)).sum();
+    let body = 20 + 2 * chunks + delta_bytes;
+    let len = body.div_ceil(4) * 4;
+    if buf.len() < len || count == 0 {
+        return 0;
+    }
+    buf[..len].fill(0);
+    buf[0] = 0x80 | 15 | if len > body { 0x20 } else { 0 };
+    buf[1] = PT_RTPFB;
+    buf[2..4].copy_from_slice(&((len / 4 - 1) as u16).to_be_bytes());
+    buf[4..8].copy_from_slice(&sender_ssrc.to_be_bytes());
+    buf[8..12].copy_from_slice(&media_ssrc.to_be_bytes());
+    buf[12..14].copy_from_slice(&base_seq.to_be_bytes());
+    buf[14..16].copy_from_slice(&(count as u16).to_be_bytes());
+    let r = (reference as u32 & 0x00ff_ffff).to_be_bytes();
+    buf[16..19].copy_from_slice(&r[1..]);
+    buf[19] = feedback_count;
+    let mut at = 20;
+    // Two-bit status vectors, seven statuses a chunk.
+    for chunk in deltas.chunks(7) {
+        let mut c: u16 = 0xc000;
+        for (i, d) in chunk.iter().enumerate() {
+            c |= u16::from(d.0) << (12 - 2 * i);
+        }
+        buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        at += 2;
+    }
+    for &(status, d) in &deltas {
+        match status {
+            1 => {
+                buf[at] = d as u8;
+                at += 1;
+            }
+            2 => {
+                buf[at..at + 2].copy_from_slice(&d.to_be_bytes());
+                at += 2;
+            }
+            _ => {}
+        }
+    }
+    if len > body {
+        // RTCP padding: the last byte counts the padding bytes.
+        buf[len - 1] = (len - body) as u8;
+    }
+    len
+}
+
 /// The middle 32 bits of an NTP time, as receiver reports echo it (`last_sr`).
 pub fn ntp_middle(ntp: u64) -> u32 {
     (ntp >> 16) as u32
@@ -438,6 +551,61 @@ mod tests {
         let mut reserved = vec![0, 0, 0, 1, 0, 5, 0, 1, 0, 0, 0, 0];
         reserved.extend((0x6000u16 | 1).to_be_bytes());
         assert_eq!(read_twcc(&reserved, &mut out), Err(RtcpError::Twcc));
+    }
+
+    #[test]
+    fn written_transport_wide_feedback_reads_back() {
+        let arrivals = [
+            Some(1_000_000),
+            Some(1_000_250),
+            None,
+            Some(1_001_000),
+            Some(1_100_000), // 99 ms later: a large delta
+            Some(1_099_000), // arrived before the one sent earlier: negative
+            None,
+            Some(1_100_500),
+            None,
+            None,
+        ];
+        let mut buf = [0u8; 256];
+        let n = write_twcc(&mut buf, 9, 0xabcd, 65_530, 3, &arrivals);
+        assert!(n > 0 && n.is_multiple_of(4));
+        let (got, r) = read_all(&buf[..n]);
+        r.unwrap();
+        let Feedback::Twcc(body) = got[0] else {
+            panic!("{got:?}");
+        };
+        let mut out = Vec::new();
+        let h = read_twcc(body, &mut out).unwrap();
+        assert_eq!((h.base_seq, h.feedback_count), (65_530, 3));
+        assert_eq!(
+            out.len(),
+            8,
+            "trailing losses are left for the next feedback"
+        );
+        for (i, r) in out.iter().enumerate() {
+            assert_eq!(r.seq, 65_530u16.wrapping_add(i as u16));
+            assert_eq!(r.arrival_us, arrivals[i], "packet {i}");
+        }
+        // Nothing arrived: nothing to say.
+        assert_eq!(write_twcc(&mut buf, 9, 1, 0, 0, &[None, None]), 0);
+    }
+
+    #[test]
+    fn a_written_receiver_report_reads_back() {
+        let block = ReportBlock {
+            ssrc: 77,
+            fraction_lost: 12,
+            highest_seq: 70_000,
+            jitter: 3,
+            last_sr: 0x1234_5678,
+            delay_since_last_sr: 99,
+        };
+        let mut buf = [0u8; 64];
+        let n = write_receiver_report(&mut buf, 5, &[block]);
+        let (got, r) = read_all(&buf[..n]);
+        r.unwrap();
+        assert_eq!(got, vec![Feedback::Report(block)]);
     }
 
     #[test]

@@ -177,6 +177,14 @@ impl Keys {
         })
     }
 
+    /// The context that opens the other end's SRTP (see [`RtpReceiver`]).
+    pub fn rtp_receiver(&self) -> Result<RtpReceiver, SrtpError> {
+        Ok(RtpReceiver {
+            profile: self.profile,
+            rtp: Session::derive(self.profile, &self.remote, false)?,
+        })
+    }
+
     /// The context that opens the other end's SRTCP.
     pub fn rtcp_receiver(&self) -> Result<RtcpReceiver, SrtpError> {
         Ok(RtcpReceiver {
@@ -429,45 +437,15 @@ impl Keys {
     /// Opens an SRTP packet protected with the other end's keys: the plain packet, or None
     /// when it does not authenticate. For tests that play the subscriber.
     pub fn open_rtp(&self, packet: &[u8], header_len: usize, index: u64) -> Option<Vec<u8>> {
-        let session = Session::derive(self.profile, &self.remote, false).ok()?;
-        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        let roc = (index >> 16) as u32;
-        match session {
-            Session::CmSha1(cm) => {
-                let CmSha1 { cipher, auth, salt } = &*cm;
-                let (signed, tag) = packet.split_at(packet.len() - HMAC_TAG_LEN);
-                let mut ctx = hmac::Context::with_key(auth);
-                ctx.update(signed);
-                ctx.update(&roc.to_be_bytes());
-                if !constant_time_eq(&ctx.sign().as_ref()[..HMAC_TAG_LEN], tag) {
-                    return None;
-                }
-                let mut plain = signed.to_vec();
-                let iv = cm_iv(salt, ssrc, index & 0xffff_ffff_ffff);
-                cipher
-                    .less_safe_encrypt(
-                        &mut plain[header_len..],
-                        EncryptionContext::Iv128(FixedLength::from(iv)),
-                    )
-                    .ok()?;
-                Some(plain)
-            }
-            Session::Gcm { key, salt } => {
-                let iv = gcm_iv(&salt, ssrc, roc, index as u16);
-                let mut body = packet[header_len..].to_vec();
-                let n = key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key(iv),
-                        Aad::from(&packet[..header_len]),
-                        &mut body,
-                    )
-                    .ok()?
-                    .len();
-                let mut plain = packet[..header_len].to_vec();
-                plain.extend_from_slice(&body[..n]);
-                Some(plain)
-            }
-        }
+        let mut copy = packet.to_vec();
+        let receiver = self.rtp_receiver().ok()?;
+        let plain = receiver
+            .unprotect(&mut copy, header_len, index)
+            .ok()?
+            .to_vec();
+        let mut out = packet[..header_len].to_vec();
+        out.extend_from_slice(&plain);
+        Some(out)
     }
 }
 
@@ -594,6 +572,60 @@ impl RtcpReceiver {
         }
         self.replay.accept(index);
         Ok(&self.scratch)
+    }
+}
+
+/// Opens the other end's SRTP packets, in place. No replay window: this is the receive side
+/// of the load generator's light subscribers and of tests, not of the server (str0m opens
+/// the publishers' media).
+pub struct RtpReceiver {
+    profile: Profile,
+    rtp: Session,
+}
+
+impl RtpReceiver {
+    /// The plain payload of the SRTP packet in `packet` (header of `header_len` bytes, `index`
+    /// its extended sequence number), decrypted in place; or why it was refused.
+    pub fn unprotect<'a>(
+        &self,
+        packet: &'a mut [u8],
+        header_len: usize,
+        index: u64,
+    ) -> Result<&'a [u8], SrtpError> {
+        let tag_len = self.profile.rtp_overhead();
+        if packet.len() < header_len + tag_len {
+            return Err(SrtpError::TooShort);
+        }
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let roc = (index >> 16) as u32;
+        match &self.rtp {
+            Session::CmSha1(cm) => {
+                let CmSha1 { cipher, auth, salt } = &**cm;
+                let end = packet.len() - HMAC_TAG_LEN;
+                let mut ctx = hmac::Context::with_key(auth);
+                ctx.update(&packet[..end]);
+                ctx.update(&roc.to_be_bytes());
+                if !constant_time_eq(&ctx.sign().as_ref()[..HMAC_TAG_LEN], &packet[end..]) {
+                    return Err(SrtpError::Authentication);
+                }
+                let iv = cm_iv(salt, ssrc, index & 0xffff_ffff_ffff);
+                cipher
+                    .less_safe_encrypt(
+                        &mut packet[header_len..end],
+                        EncryptionContext::Iv128(FixedLength::from(iv)),
+                    )
+                    .map_err(|_| SrtpError::Backend)?;
+                Ok(&packet[header_len..end])
+            }
+            Session::Gcm { key, salt } => {
+                let iv = gcm_iv(salt, ssrc, roc, index as u16);
+                let (header, body) = packet.split_at_mut(header_len);
+                let plain = key
+                    .open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(&*header), body)
+                    .map_err(|_| SrtpError::Authentication)?;
+                Ok(plain)
+            }
+        }
     }
 }
 
