@@ -332,6 +332,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .route("/{room}", web::head().to(http::room_page))
     })
     .workers(2)
+    // Write to the socket every 8 KiB of frames rather than every 32 KiB: with large
+    // WebSocket messages sent frame by frame (`ws::send_text`), a connection's write buffer
+    // then stays at its initial 8 KiB.
+    .h1_write_buffer_size(2 * ws::FRAME_BYTES)
     .shutdown_timeout(5)
     .disable_signals();
     let addr = format!("{}:{}", config.listening_host, config.listening_port);

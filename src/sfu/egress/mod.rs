@@ -457,7 +457,7 @@ impl Egress {
         self.sender.protect_rtcp(buf, n)
     }
 
-    fn probe_packet(&mut self, cluster: u16, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    fn probe_packet(&mut self, cluster: u8, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let i = self.probe_stream()?;
         let abs = ((self.ntp(now) >> 14) & 0x00ff_ffff) as u32;
         let s = &mut self.streams[i];

@@ -40,13 +40,15 @@ const PROBE_BACKOFF: Duration = Duration::from_secs(5);
 /// Feedback for a probe is waited for this long.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
-/// One packet sent: when (µs since the estimator's epoch), its size, its probe cluster.
+/// One packet sent: when, its size, its probe cluster. Eight bytes: a second of packets is a
+/// few KiB per connection.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
-    at_us: i64,
+    /// µs since the estimator's epoch, modulo 2^32 ([`Estimator::full_us`] restores it).
+    at: u32,
     size: u16,
     /// 0: media, else the probe cluster's id.
-    cluster: u16,
+    cluster: u8,
     reported: bool,
 }
 
@@ -100,6 +102,8 @@ pub struct Estimator {
     /// Transport sequence number of `sent[0]`.
     first_seq: u64,
     sent: VecDeque<Sent>,
+    /// Send time of the newest packet (µs since `epoch`).
+    last_sent_us: i64,
     delay: DelayDetector,
     acked: Acked,
     prober: Prober,
@@ -128,6 +132,7 @@ impl Estimator {
             epoch: now,
             first_seq: 0,
             sent: VecDeque::new(),
+            last_sent_us: 0,
             delay: DelayDetector::default(),
             acked: Acked::default(),
             prober: Prober::default(),
@@ -176,17 +181,23 @@ impl Estimator {
         at.saturating_duration_since(self.epoch).as_micros() as i64
     }
 
+    /// The full send time of a [`Sent::at`]: the one at or before the newest send.
+    fn full_us(&self, at: u32) -> i64 {
+        self.last_sent_us - i64::from((self.last_sent_us as u32).wrapping_sub(at))
+    }
+
     /// A packet went out with transport sequence number `seq` (consecutive from the first).
     /// `cluster`: the probe it belongs to, if any.
-    pub fn on_sent(&mut self, seq: u64, at: Instant, size: usize, cluster: Option<u16>) {
+    pub fn on_sent(&mut self, seq: u64, at: Instant, size: usize, cluster: Option<u8>) {
         let at_us = self.us(at);
+        self.last_sent_us = self.last_sent_us.max(at_us);
         if self.sent.is_empty() || seq != self.first_seq + self.sent.len() as u64 {
             self.sent.clear();
             self.first_seq = seq;
         }
         let size16 = size.min(usize::from(u16::MAX)) as u16;
         self.sent.push_back(Sent {
-            at_us,
+            at: at_us as u32,
             size: size16,
             cluster: cluster.unwrap_or(0),
             reported: false,
@@ -194,7 +205,7 @@ impl Estimator {
         while self
             .sent
             .front()
-            .is_some_and(|s| at_us - s.at_us > LOG_SPAN_US)
+            .is_some_and(|s| at_us - self.full_us(s.at) > LOG_SPAN_US)
         {
             self.sent.pop_front();
             self.first_seq += 1;
@@ -237,7 +248,7 @@ impl Estimator {
             match r.arrival_us {
                 Some(arrival) => {
                     self.received += 1;
-                    self.delay.on_packet(s.at_us, arrival);
+                    self.delay.on_packet(self.full_us(s.at), arrival);
                     if s.cluster == 0 {
                         self.acked.add(arrival, s.size);
                     }
@@ -394,7 +405,7 @@ impl Estimator {
     }
 
     /// The probe cluster a padding packet should go out for now, if one is due.
-    pub fn probe_due(&self, now: Instant) -> Option<u16> {
+    pub fn probe_due(&self, now: Instant) -> Option<u8> {
         self.prober.due(now)
     }
 }

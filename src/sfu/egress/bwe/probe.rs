@@ -22,7 +22,7 @@ const KEPT: usize = 4;
 /// A cluster being sent.
 #[derive(Debug, Clone, Copy)]
 struct Sending {
-    id: u16,
+    id: u8,
     target_bps: u64,
     started: Instant,
     packets: u32,
@@ -32,7 +32,7 @@ struct Sending {
 /// What the feedback has said so far about one cluster.
 #[derive(Debug, Clone, Copy)]
 struct Judged {
-    id: u16,
+    id: u8,
     target_bps: u64,
     sent_packets: u32,
     /// Done sending: nothing more will be added.
@@ -62,7 +62,7 @@ pub struct ProbeResult {
 /// The probes of one transport.
 #[derive(Debug, Default)]
 pub struct Prober {
-    next_id: u16,
+    next_id: u8,
     sending: Option<Sending>,
     judged: Vec<Judged>,
 }
@@ -113,13 +113,13 @@ impl Prober {
     }
 
     /// The cluster of the next probe packet if one is due at `now`.
-    pub fn due(&self, now: Instant) -> Option<u16> {
+    pub fn due(&self, now: Instant) -> Option<u8> {
         let at = self.next_at()?;
         (at <= now).then(|| self.sending.map(|s| s.id)).flatten()
     }
 
     /// A probe packet of `size` bytes was sent at `send_us` (the estimator's clock).
-    pub fn on_sent(&mut self, id: u16, size: usize, send_us: i64, now: Instant) {
+    pub fn on_sent(&mut self, id: u8, size: usize, send_us: i64, now: Instant) {
         let size = size as u64;
         if let Some(j) = self.judged.iter_mut().find(|j| j.id == id) {
             j.sent_packets += 1;
@@ -155,7 +155,7 @@ impl Prober {
     }
 
     /// Feedback about one probe packet: arrived at `arrival_us` (receiver's clock) or lost.
-    pub fn on_reported(&mut self, id: u16, size: usize, arrival_us: Option<i64>) {
+    pub fn on_reported(&mut self, id: u8, size: usize, arrival_us: Option<i64>) {
         let Some(j) = self.judged.iter_mut().find(|j| j.id == id) else {
             return;
         };

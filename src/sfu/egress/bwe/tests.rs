@@ -54,7 +54,7 @@ impl Sim {
         self.t0 + Duration::from_micros(us as u64)
     }
 
-    fn send(&mut self, size: usize, cluster: Option<u16>) {
+    fn send(&mut self, size: usize, cluster: Option<u8>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let now = self.at(self.now_us);
