@@ -609,36 +609,35 @@ impl Worker {
             return;
         }
         let now = Instant::now();
-        let Worker {
-            transports,
-            egress_dirty,
-            egress_timers,
-            scratch,
-            out,
-            socket,
-            tcp_conns,
-            stats,
-            ..
-        } = self;
-        for key in egress_dirty.drain(..) {
-            let Some(t) = transports.get_mut(&key) else {
-                continue;
-            };
-            t.egress_dirty = false;
-            let (Some(e), Some(dest)) = (t.egress.as_mut(), t.media_dest) else {
-                continue;
-            };
-            let timers_changed = e.flush(now, scratch, &mut |d: &[u8]| {
-                send(out, socket, tcp_conns, stats, dest, d)
-            });
-            if timers_changed {
-                egress_timers.schedule(key, e.next_timeout(now));
+        let mut dirty = std::mem::take(&mut self.egress_dirty);
+        for key in dirty.drain(..) {
+            if let Some(t) = self.transports.get_mut(&key) {
+                t.egress_dirty = false;
             }
+            // The first packet of a stream schedules its first sender report.
+            self.with_egress(key, |e, buf, mut out| {
+                e.flush(now, buf, &mut out).then(|| e.next_timeout(now))
+            });
         }
+        // The list's allocation serves the next turn.
+        self.egress_dirty = dirty;
     }
 
     /// A recv transport's egress wants time: sender reports, probe packets.
     fn egress_timeout(&mut self, key: TKey, now: Instant) {
+        self.with_egress(key, |e, buf, mut out| {
+            Some(e.on_timeout(now, buf, &mut out))
+        });
+    }
+
+    /// Runs `f` on a live recv transport's egress with the worker's scratch buffer and a sink
+    /// that sends each datagram to the subscriber; `f` returns the egress' next deadline when
+    /// it changed. Without a destination yet, what was queued is dropped.
+    fn with_egress(
+        &mut self,
+        key: TKey,
+        f: impl FnOnce(&mut Egress, &mut [u8], &mut dyn FnMut(&[u8])) -> Option<Instant>,
+    ) {
         let Worker {
             transports,
             egress_timers,
@@ -649,19 +648,22 @@ impl Worker {
             stats,
             ..
         } = self;
-        let Some(t) = transports.get_mut(&key) else {
+        let Some(t) = transports.get_mut(&key).filter(|t| !t.dead) else {
             return;
         };
-        if t.dead {
-            return;
-        }
-        let (Some(e), Some(dest)) = (t.egress.as_mut(), t.media_dest) else {
+        let Some(e) = t.egress.as_mut() else {
             return;
         };
-        let next = e.on_timeout(now, scratch, &mut |d: &[u8]| {
+        let Some(dest) = t.media_dest else {
+            e.discard_queued();
+            return;
+        };
+        let next = f(e, scratch, &mut |d: &[u8]| {
             send(out, socket, tcp_conns, stats, dest, d)
         });
-        egress_timers.schedule(key, next);
+        if let Some(next) = next {
+            egress_timers.schedule(key, next);
+        }
     }
 
     fn poll(&mut self, key: TKey) {

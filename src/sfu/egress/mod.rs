@@ -274,6 +274,11 @@ impl Egress {
         self.queue.push(packet);
     }
 
+    /// Drops what is queued (there is nowhere to send it).
+    pub fn discard_queued(&mut self) {
+        self.queue.clear();
+    }
+
     /// True when packets wait for [`Egress::flush`].
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()
