@@ -1,8 +1,12 @@
 //! Keyframe requests: a subscriber's request reaches the publisher, and repeated requests
 //! are merged so a struggling subscriber cannot flood the publisher: one outstanding request
-//! per layer, and at most one per `sfu::keyframes::MIN_GAP`.
+//! per layer, and at most one per `sfu::keyframes::MIN_GAP`. A subscriber that joins shortly
+//! after a keyframe starts from it, replayed from the server's history, without a request.
 
 use std::time::Duration;
+
+#[path = "edge/support.rs"]
+mod support;
 
 use multiparty_meeting::client::{Client, Kind, PublishSpec};
 use multiparty_meeting::sfu::keyframes::MIN_GAP;
@@ -87,4 +91,81 @@ async fn requests_are_forwarded_and_throttled() {
     let err = bob.request_key_frame("c-not-mine").await.unwrap_err();
     assert!(err.to_string().contains("notFound"), "{err}");
     srv.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_joiner_starts_from_a_recent_keyframe_without_asking_for_one() {
+    support::init_logs();
+    let srv = server::start(Config {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..Config::for_tests()
+    })
+    .await
+    .expect("server starts");
+    let base = format!("http://{}", srv.http_addr);
+    let mut alice = Client::connect(&base, "replay", "Alice").await.unwrap();
+    alice
+        .publish(PublishSpec {
+            // A keyframe every 5 frames (~170 ms): there is always a recent one.
+            keyframe_interval: 5,
+            ..PublishSpec::video_only()
+        })
+        .await
+        .unwrap();
+    let requests = || {
+        alice
+            .sent()
+            .iter()
+            .map(|p| p.keyframe_requests)
+            .sum::<u64>()
+    };
+    let replayed = || async {
+        let (status, _, body) = support::http_get(srv.metrics_addr.unwrap(), "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        body.lines()
+            .find_map(|l| l.strip_prefix("mm_keyframes_replayed_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("the replay counter is exposed")
+    };
+    // Alice's frames flow through the server first, so that it has keyframes to replay.
+    let bob = Client::connect(&base, "replay", "Bob").await.unwrap();
+    bob.wait_for(WAIT, "video for Bob", |s| {
+        s.iter().any(|c| c.kind == Kind::Video && c.frames > 10)
+    })
+    .await
+    .unwrap();
+    let (req0, replayed0) = (requests(), replayed().await);
+
+    // Four more join one after the other; a joiner whose first packet happens to start a
+    // keyframe needs no replay, the others start at the last one.
+    // Joins are paced by the waits below, so the pause before each shifts where in the
+    // keyframe interval its connection comes up.
+    let mut joiners = Vec::new();
+    for (i, name) in ["Carol", "Dave", "Erin", "Frank"].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
+        let c = Client::connect(&base, "replay", name).await.unwrap();
+        let stats = c
+            .wait_for(WAIT, "video", |s| {
+                s.iter().any(|c| c.kind == Kind::Video && c.frames > 20)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("video for {name}: {e}"));
+        let video = stats
+            .iter()
+            .find(|c| c.kind == Kind::Video)
+            .unwrap()
+            .clone();
+        assert!(video.keyframes > 0, "{name} got a keyframe: {video:?}");
+        assert_eq!(
+            video.broken_deltas, 0,
+            "every frame follows the one before: {video:?}"
+        );
+        assert_eq!(video.undecodable, 0, "{name}: {video:?}");
+        joiners.push(c);
+    }
+    assert!(
+        replayed().await > replayed0,
+        "a joiner started at a replayed keyframe"
+    );
+    assert_eq!(requests(), req0, "no keyframe was asked of Alice for them");
 }

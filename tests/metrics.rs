@@ -148,6 +148,7 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
         "mm_nacks_sent_total",
         "mm_plis_received_total",
         "mm_resends_from_history_total",
+        "mm_keyframes_replayed_total",
     ] {
         assert!(s.contains_key(name), "{name} is exposed: {text}");
     }

@@ -153,7 +153,7 @@ pub async fn render(s: &Sources) -> String {
     for (name, help, value) in gauges {
         out.metric(name, "gauge", help, &[("", value as f64)]);
     }
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "mm_media_received_bytes_total",
             "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.",
@@ -198,6 +198,11 @@ pub async fn render(s: &Sources) -> String {
             "mm_resends_from_history_total",
             "Packets resent to subscribers from a producer's shared history, for their NACKs.",
             media.resends_from_history,
+        ),
+        (
+            "mm_keyframes_replayed_total",
+            "Consumers started at a recent keyframe replayed from the history, without asking the publisher for one.",
+            media.keyframes_replayed,
         ),
         (
             "mm_plis_received_total",

@@ -43,6 +43,8 @@ pub struct PacketHistory {
     /// The layer's rid (`""` without simulcast).
     pub rid: String,
     slots: Vec<Option<Stored>>,
+    /// Sequence number of the first packet of the latest keyframe.
+    keyframe: Option<u64>,
 }
 
 impl PacketHistory {
@@ -50,6 +52,7 @@ impl PacketHistory {
         PacketHistory {
             rid: rid.to_string(),
             slots: Vec::new(),
+            keyframe: None,
         }
     }
 
@@ -59,6 +62,23 @@ impl PacketHistory {
         }
         let i = (packet.seq % HISTORY_SLOTS as u64) as usize;
         self.slots[i] = Some(packet);
+    }
+
+    /// The packet `seq` starts a keyframe.
+    pub fn mark_keyframe(&mut self, seq: u64) {
+        if self.keyframe.is_none_or(|k| seq > k) {
+            self.keyframe = Some(seq);
+        }
+    }
+
+    /// No keyframe to start from until the next one (the producer paused).
+    pub fn forget_keyframe(&mut self) {
+        self.keyframe = None;
+    }
+
+    /// The first packet of the latest keyframe, if it is still kept.
+    pub fn latest_keyframe(&self, now: Instant) -> Option<&Stored> {
+        self.get(self.keyframe?, now)
     }
 
     /// The packet with the producer's sequence number `seq`, if it is still kept and not

@@ -179,6 +179,9 @@ pub struct WorkerStats {
     pub nacks_sent: u64,
     /// Packets resent to subscribers from a producer's shared history, for their NACKs.
     pub resends_from_history: u64,
+    /// Consumers that started at a recent keyframe replayed from the history instead of
+    /// asking the publisher for a new one.
+    pub keyframes_replayed: u64,
     /// Keyframe requests (PLI, or FIR) received from subscribers.
     pub plis_received: u64,
     /// Keyframe requests sent to publishers (after throttling).

@@ -110,6 +110,7 @@ impl MediaPlane {
                 total.nacks_received += s.nacks_received;
                 total.nacks_sent += s.nacks_sent;
                 total.resends_from_history += s.resends_from_history;
+                total.keyframes_replayed += s.keyframes_replayed;
                 total.plis_received += s.plis_received;
                 total.plis_sent += s.plis_sent;
                 total.layer_switches += s.layer_switches;

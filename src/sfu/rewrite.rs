@@ -212,6 +212,11 @@ impl Rewriter {
         self.run.is_some()
     }
 
+    /// True once a packet has been written: the stream has begun.
+    pub fn has_written(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// The current run's offsets.
     pub fn run(&self) -> Option<Run> {
         self.run

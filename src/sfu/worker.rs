@@ -302,6 +302,19 @@ struct Producer {
     history: Vec<PacketHistory>,
 }
 
+impl Producer {
+    /// True when every video layer has a keyframe recent enough for a new consumer to start
+    /// from (`forward::replay_keyframe`).
+    fn has_recent_keyframes(&self, now: Instant) -> bool {
+        self.kind == MediaKind::Video
+            && !self.history.is_empty()
+            && self
+                .history
+                .iter()
+                .all(|h| forward::keyframe_replayable(h, now))
+    }
+}
+
 struct Consumer {
     id: ConsumerId,
     producer: ProducerId,
@@ -819,12 +832,20 @@ impl Worker {
                 self.egress_timers.schedule(key, Instant::now());
                 self.select_layers(key);
                 // Its consumers can start now, each at a keyframe: ask at once rather than at
-                // their producers' next packet.
+                // their producers' next packet, unless a recent one is there to replay
+                // (`forward::replay_keyframe`).
+                let now = Instant::now();
                 let producers: Vec<ProducerId> = self
                     .consumers
                     .values()
                     .filter(|c| c.transport == key && c.active)
                     .map(|c| c.producer.clone())
+                    .filter(|pid| {
+                        !self
+                            .producers
+                            .get(pid)
+                            .is_some_and(|p| p.has_recent_keyframes(now))
+                    })
                     .collect();
                 for pid in producers {
                     self.request_keyframes(&pid);

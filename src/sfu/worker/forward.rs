@@ -7,7 +7,7 @@
 //! the consumer that asked. Keyframe requests go back to the publisher, one outstanding per
 //! layer.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::format::{Codec as SdpCodec, PayloadParams};
 use str0m::media::{KeyframeRequestKind, Mid, Rid};
@@ -16,10 +16,10 @@ use str0m::Rtc;
 use tracing::{debug, trace};
 
 use super::layers::layer_rid;
-use super::{After, TKey, Worker};
+use super::{After, Consumer, TKey, Worker};
 use crate::ids::{ConsumerId, ProducerId};
 use crate::model::MediaKind;
-use crate::sfu::egress::{ExtIds, Outgoing, StreamSpec};
+use crate::sfu::egress::{Egress, ExtIds, Outgoing, StreamSpec};
 use crate::sfu::history::{resend, PacketHistory, Stored};
 use crate::sfu::messages::MediaEvent;
 use crate::sfu::rewrite::{inspect, Codec};
@@ -118,13 +118,19 @@ impl Worker {
                 payload: packet.payload.clone(),
                 at: packet.timestamp,
             });
+            if inbound.keyframe_start {
+                producer.history[i].mark_keyframe(*packet.seq_no);
+            }
             i as u8
         } else {
             0
         };
         if producer.paused {
             // What is dropped here the subscribers will not have: each starts a new run at the
-            // next keyframe after the resume.
+            // next keyframe after the resume, and none starts from a keyframe of the pause.
+            for h in &mut producer.history {
+                h.forget_keyframe();
+            }
             for cid in &producer.consumers {
                 if let Some(c) = self.consumers.get_mut(cid) {
                     c.rewriter.stop();
@@ -159,42 +165,6 @@ impl Worker {
                 // Not connected yet: nothing can be sent, so no run starts.
                 continue;
             };
-            let mut start = !c.rewriter.running();
-            if simulcast {
-                if c.target.as_deref() == Some(rid) && c.current.as_deref() != Some(rid) {
-                    if !inbound.keyframe_start {
-                        after.push(After::KeyframeRequest(
-                            producer.id.clone(),
-                            Some(rid.to_string()),
-                        ));
-                        continue;
-                    }
-                    // Switch at this keyframe; the rewrite continues the previous layer.
-                    start = true;
-                    c.current = Some(rid.to_string());
-                    after.push(After::LayerChanged(
-                        c.transport,
-                        c.id.clone(),
-                        c.current.clone(),
-                    ));
-                }
-                if c.current.as_deref() != Some(rid) {
-                    continue;
-                }
-            }
-            if start {
-                if video && !inbound.keyframe_start {
-                    // A video run starts at a keyframe: before it, the subscriber has nothing
-                    // a delta frame could refer to.
-                    after.push(After::KeyframeRequest(producer.id.clone(), layer_rid(rid)));
-                    continue;
-                }
-                debug!(consumer = %c.id, rid, seq, "a run of packets starts");
-                c.rewriter.start(seq, time, inbound.vp8, clock_rate, now);
-            }
-            let Some(out) = c.rewriter.rewrite(seq, time, inbound.vp8, now) else {
-                continue;
-            };
             // The consumer's stream in the egress, set up at its first packet.
             let stream = match c.stream {
                 Some(s) if c.pt.is_some_and(|(from, _)| from == pt) => s,
@@ -213,6 +183,71 @@ impl Worker {
                 }
             };
             let Some(egress) = rt.egress.as_mut() else {
+                continue;
+            };
+            // A consumer that has sent nothing yet may start at the layer's latest keyframe,
+            // replayed from the history, instead of waiting for a new one.
+            let replay = |c: &mut Consumer, egress: &mut Egress| {
+                let fresh = !c.rewriter.has_written();
+                let history = producer.history.get(usize::from(history_layer));
+                fresh
+                    && history.is_some_and(|h| {
+                        replay_keyframe(
+                            c,
+                            egress,
+                            stream,
+                            h,
+                            history_layer,
+                            seq,
+                            codec,
+                            clock_rate,
+                            now,
+                        )
+                    })
+            };
+            let mut start = !c.rewriter.running();
+            if simulcast {
+                if c.target.as_deref() == Some(rid) && c.current.as_deref() != Some(rid) {
+                    if inbound.keyframe_start {
+                        // Switch at this keyframe; the rewrite continues the previous layer.
+                        start = true;
+                    } else if replay(c, egress) {
+                        start = false;
+                        self.stats.keyframes_replayed += 1;
+                    } else {
+                        after.push(After::KeyframeRequest(
+                            producer.id.clone(),
+                            Some(rid.to_string()),
+                        ));
+                        continue;
+                    }
+                    c.current = Some(rid.to_string());
+                    after.push(After::LayerChanged(
+                        c.transport,
+                        c.id.clone(),
+                        c.current.clone(),
+                    ));
+                }
+                if c.current.as_deref() != Some(rid) {
+                    continue;
+                }
+            }
+            if start {
+                if video && !inbound.keyframe_start {
+                    if replay(c, egress) {
+                        self.stats.keyframes_replayed += 1;
+                    } else {
+                        // A video run starts at a keyframe: before it, the subscriber has
+                        // nothing a delta frame could refer to.
+                        after.push(After::KeyframeRequest(producer.id.clone(), layer_rid(rid)));
+                        continue;
+                    }
+                } else {
+                    debug!(consumer = %c.id, rid, seq, "a run of packets starts");
+                    c.rewriter.start(seq, time, inbound.vp8, clock_rate, now);
+                }
+            }
+            let Some(out) = c.rewriter.rewrite(seq, time, inbound.vp8, now) else {
                 continue;
             };
             egress.queue(Outgoing {
@@ -389,4 +424,76 @@ fn stream_spec(
         exts,
     };
     Some((spec, pt))
+}
+
+/// How old a keyframe a fresh consumer may start from: the packets since are replayed to it
+/// at once (at most a few frames), rather than asking the publisher for another keyframe and
+/// waiting for it (up to [`crate::sfu::keyframes::MIN_GAP`] plus a frame).
+const REPLAY_MAX_AGE: Duration = Duration::from_millis(250);
+/// Most packets a replay sends at once.
+const REPLAY_MAX_PACKETS: u64 = 128;
+
+/// True when `history`'s latest keyframe is recent enough to start a consumer from.
+pub(super) fn keyframe_replayable(history: &PacketHistory, now: Instant) -> bool {
+    history
+        .latest_keyframe(now)
+        .is_some_and(|k| now.saturating_duration_since(k.at) <= REPLAY_MAX_AGE)
+}
+
+/// Starts `c`'s run at the latest keyframe of `history` and queues the packets from it up to,
+/// not including, the producer's `seq`, when the keyframe is recent and every packet since is
+/// still there. True when it did: the run goes on with `seq`.
+#[allow(clippy::too_many_arguments)]
+fn replay_keyframe(
+    c: &mut Consumer,
+    egress: &mut Egress,
+    stream: usize,
+    history: &PacketHistory,
+    layer: u8,
+    seq: u64,
+    codec: Codec,
+    clock_rate: u32,
+    now: Instant,
+) -> bool {
+    let Some(key) = history.latest_keyframe(now) else {
+        return false;
+    };
+    if now.saturating_duration_since(key.at) > REPLAY_MAX_AGE
+        || key.seq >= seq
+        || seq - key.seq > REPLAY_MAX_PACKETS
+    {
+        return false;
+    }
+    let Some(packets) = (key.seq..seq)
+        .map(|s| history.get(s, now))
+        .collect::<Option<Vec<_>>>()
+    else {
+        // A packet since the keyframe is missing: the replay would show a broken picture.
+        return false;
+    };
+    let ids = |p: &Stored| inspect(codec, &p.payload).vp8;
+    c.rewriter
+        .start(key.seq, key.time, ids(key), clock_rate, key.at);
+    debug!(consumer = %c.id, from = key.seq, packets = packets.len(), "a run starts at a replayed keyframe");
+    for p in packets {
+        let Some(out) = c.rewriter.rewrite(p.seq, p.time, ids(p), p.at) else {
+            continue;
+        };
+        egress.queue(Outgoing {
+            stream,
+            seq: out.seq,
+            time: out.time,
+            marker: p.marker,
+            payload: p.payload.clone(),
+            vp8: out.vp8,
+            audio_level: None,
+            video_orientation: p.video_orientation.map(|o| o as u8),
+            wallclock: p.at,
+            resend: false,
+        });
+        if let Some(run) = c.rewriter.run() {
+            c.sent.record(layer, out.seq, run);
+        }
+    }
+    true
 }
