@@ -357,3 +357,63 @@ fn probes_pad_on_the_repair_stream_when_more_is_wanted() {
     e.on_timeout(t0, &mut [0; SCRATCH], &mut |d: &[u8]| out.push(d.to_vec()));
     assert!(out.is_empty());
 }
+
+/// What a subscriber sends is untrusted even when it authenticates: it holds the keys.
+/// Thousands of random compound packets, some built from valid RTCP headers with random
+/// bodies, sealed with the subscriber's keys or not: every one is read or refused, none
+/// panics, and the estimate stays a finite number of bits per second.
+#[test]
+fn random_rtcp_from_the_subscriber_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let t0 = Instant::now();
+    let keys = keys(Profile::AeadAes128Gcm);
+    let mut e = Egress::new(&keys, 1_000_000, t0).unwrap();
+    let s = e.add_stream(spec(true));
+    for i in 0..50 {
+        e.queue(outgoing(s, i, &[1u8; 100], t0));
+    }
+    flush(&mut e, t0);
+    let mut subscriber = keys.peer().sender().unwrap();
+    let mut requests = Requests::default();
+    for round in 0..20_000u32 {
+        let mut plain = Vec::new();
+        for _ in 0..rng.gen_range(1..4) {
+            let pt = [200u8, 201, 202, 205, 206, 207][rng.gen_range(0..6)];
+            let fmt = [1u8, 4, 15, rng.gen_range(0..32)][rng.gen_range(0..4)];
+            let words: u16 = rng.gen_range(1..12);
+            plain.extend([0x80 | fmt, pt]);
+            plain.extend(words.to_be_bytes());
+            let body: Vec<u8> = (0..usize::from(words) * 4).map(|_| rng.gen()).collect();
+            plain.extend(body);
+            if rng.gen_bool(0.5) {
+                // Name our stream, so that the reads go deep.
+                let at = plain.len() - usize::from(words) * 4;
+                if plain.len() >= at + 8 {
+                    plain[at + 4..at + 8].copy_from_slice(&SSRC.to_be_bytes());
+                }
+            }
+        }
+        if rng.gen_bool(0.1) {
+            // Lengths that lie.
+            let n = plain.len();
+            plain[2] = rng.gen();
+            plain.truncate(rng.gen_range(1..=n));
+        }
+        let datagram = if rng.gen_bool(0.8) {
+            let mut buf = plain.clone();
+            buf.resize(plain.len() + srtp::MAX_RTCP_OVERHEAD, 0);
+            match subscriber.protect_rtcp(&mut buf, plain.len()) {
+                Ok(n) => buf[..n].to_vec(),
+                Err(_) => plain,
+            }
+        } else {
+            plain
+        };
+        requests.clear();
+        let now = t0 + Duration::from_millis(u64::from(round));
+        let _ = e.on_rtcp(&datagram, now, &mut requests);
+        let _ = e.on_timeout(now, &mut [0; SCRATCH], &mut |_: &[u8]| {});
+        assert!(e.estimate() > 0, "round {round}");
+    }
+}
