@@ -354,14 +354,29 @@ impl Egress {
         }
         let payload_at = at;
         let end = at + p.payload.len();
-        if end + MAX_RTP_OVERHEAD > buf.len() {
-            return Err(SrtpError::NoRoom);
-        }
-        buf[payload_at..end].copy_from_slice(&p.payload);
-        if let Some(ids) = p.vp8 {
-            patch_vp8(&mut buf[payload_at..end], ids);
-        }
-        let n = self.sender.protect_rtp(buf, header_len, end, ssrc, index)?;
+        let protected = if end + MAX_RTP_OVERHEAD > buf.len() {
+            Err(SrtpError::NoRoom)
+        } else {
+            buf[payload_at..end].copy_from_slice(&p.payload);
+            if let Some(ids) = p.vp8 {
+                patch_vp8(&mut buf[payload_at..end], ids);
+            }
+            self.sender.protect_rtp(buf, header_len, end, ssrc, index)
+        };
+        let n = match protected {
+            Ok(n) => n,
+            Err(e) => {
+                // Nothing went out: the sequence numbers it took are given back, so that the
+                // transport's and the repair stream's stay without gaps.
+                if twcc.is_some() {
+                    self.twcc_seq -= 1;
+                }
+                if repair.is_some() {
+                    s.rtx_seq -= 1;
+                }
+                return Err(e);
+            }
+        };
         if repair.is_none() {
             s.packets = s.packets.wrapping_add(1);
             s.octets = s.octets.wrapping_add(p.payload.len() as u32);

@@ -417,3 +417,25 @@ fn random_rtcp_from_the_subscriber_never_panics() {
         assert!(e.estimate() > 0, "round {round}");
     }
 }
+
+#[test]
+fn a_packet_too_large_to_send_leaves_no_gap_in_the_transport_sequence() {
+    let now = Instant::now();
+    let keys = keys(Profile::AeadAes256Gcm);
+    let mut e = Egress::new(&keys, 1_000_000, now).unwrap();
+    let s = e.add_stream(spec(true));
+    e.queue(outgoing(s, 1, &[1u8; 100], now));
+    e.queue(outgoing(s, 2, &[1u8; SCRATCH], now));
+    e.queue(outgoing(s, 3, &[1u8; 100], now));
+    let sent = flush(&mut e, now);
+    assert_eq!(sent.len(), 2, "the oversized packet is not sent");
+    let twcc: Vec<Vec<u8>> = sent
+        .iter()
+        .map(|d| extensions(d).into_iter().find(|x| x.0 == 3).unwrap().1)
+        .collect();
+    assert_eq!(
+        twcc,
+        vec![vec![0, 0], vec![0, 1]],
+        "transport sequence numbers 0 and 1"
+    );
+}
