@@ -3,8 +3,10 @@
 //! metrics listener), and hands back a [`RunningServer`] that can drain and stop. The edge
 //! moves messages, decides who the client is ([`proxy`]) and which pages may connect
 //! ([`origin`]), enforces the limits ([`limits`]), hands out ICE servers ([`turn`]), counts
-//! ([`metrics`]) and serves files; it never touches RTP.
+//! ([`metrics`]), writes long messages frame by frame ([`frames`]) and serves files; it
+//! never touches RTP.
 
+pub mod frames;
 pub mod http;
 pub mod limits;
 pub mod logging;
@@ -333,9 +335,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })
     .workers(2)
     // Write to the socket every 8 KiB of frames rather than every 32 KiB: with large
-    // WebSocket messages sent frame by frame (`ws::send_text`), a connection's write buffer
+    // WebSocket messages sent frame by frame (`frames::send_text`), a connection's write buffer
     // then stays at its initial 8 KiB.
-    .h1_write_buffer_size(2 * ws::FRAME_BYTES)
+    .h1_write_buffer_size(2 * frames::FRAME_BYTES)
     .shutdown_timeout(5)
     .disable_signals();
     let addr = format!("{}:{}", config.listening_host, config.listening_port);

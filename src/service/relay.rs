@@ -330,7 +330,7 @@ pub async fn pipe<S>(
             },
             msg = from_host.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
-                    if super::ws::send_text(&mut client, text.to_string()).await.is_err() {
+                    if super::frames::send_text(&mut client, text.to_string()).await.is_err() {
                         break "client gone";
                     }
                 }
