@@ -45,6 +45,8 @@ pub struct PacketHistory {
     slots: Vec<Option<Stored>>,
     /// Sequence number of the first packet of the latest keyframe.
     keyframe: Option<u64>,
+    /// The oldest sequence number that may still hold a packet: where eviction goes on.
+    oldest: Option<u64>,
 }
 
 impl PacketHistory {
@@ -53,15 +55,35 @@ impl PacketHistory {
             rid: rid.to_string(),
             slots: Vec::new(),
             keyframe: None,
+            oldest: None,
         }
     }
 
+    /// Keeps `packet`, and lets go of the packets older than [`MAX_AGE`] before it: a
+    /// low-bitrate layer would otherwise keep [`HISTORY_SLOTS`] payloads, tens of seconds
+    /// of them, that no NACK can ask for any more.
     pub fn insert(&mut self, packet: Stored) {
         if self.slots.is_empty() {
             self.slots = vec![None; HISTORY_SLOTS];
         }
-        let i = (packet.seq % HISTORY_SLOTS as u64) as usize;
+        let (seq, at) = (packet.seq, packet.at);
+        let i = (seq % HISTORY_SLOTS as u64) as usize;
         self.slots[i] = Some(packet);
+        let mut oldest = self
+            .oldest
+            .unwrap_or(seq)
+            .max(seq.saturating_sub(HISTORY_SLOTS as u64 - 1));
+        while oldest < seq {
+            let j = (oldest % HISTORY_SLOTS as u64) as usize;
+            match &self.slots[j] {
+                Some(p) if p.seq == oldest && at.saturating_duration_since(p.at) <= MAX_AGE => {
+                    break
+                }
+                _ => self.slots[j] = None,
+            }
+            oldest += 1;
+        }
+        self.oldest = Some(oldest);
     }
 
     /// The packet `seq` starts a keyframe.
@@ -346,6 +368,27 @@ mod tests {
         }
         assert_eq!(log.runs.len(), RUNS_KEPT);
         assert!(resend(&log, &histories, first.unwrap().seq, t0).is_none());
+    }
+
+    #[test]
+    fn packets_older_than_the_age_limit_are_let_go() {
+        let t0 = Instant::now();
+        let mut h = PacketHistory::default();
+        // A slow layer: 10 packets a second for 5 seconds.
+        for i in 0..50u64 {
+            h.insert(stored(i, 0, 0, t0 + Duration::from_millis(100 * i)));
+        }
+        let held = h.slots.iter().flatten().count();
+        assert!(
+            (10..=12).contains(&held),
+            "about a second of packets is held, not 50: {held}"
+        );
+        let now = t0 + Duration::from_millis(4_900);
+        assert!(h.get(49, now).is_some());
+        assert!(h.get(35, now).is_none(), "let go");
+        // A late, out-of-order packet is kept too.
+        h.insert(stored(45, 0, 0, t0 + Duration::from_millis(4_950)));
+        assert!(h.get(45, now).is_some());
     }
 
     #[test]
