@@ -152,6 +152,10 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
     ] {
         assert!(s.contains_key(name), "{name} is exposed: {text}");
     }
+    assert_eq!(
+        s["mm_subscriber_rtcp_dropped_total"], 0.0,
+        "Bob's reports and feedback are all read: {text}"
+    );
     assert_eq!(s["mm_join_duration_seconds_count"], 2.0, "{text}");
     assert_eq!(
         s["mm_join_duration_seconds_bucket{le=\"+Inf\"}"], 2.0,

@@ -153,7 +153,7 @@ pub async fn render(s: &Sources) -> String {
     for (name, help, value) in gauges {
         out.metric(name, "gauge", help, &[("", value as f64)]);
     }
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "mm_media_received_bytes_total",
             "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.",
@@ -213,6 +213,11 @@ pub async fn render(s: &Sources) -> String {
             "mm_plis_sent_total",
             "Keyframe requests (PLI) sent to publishers, after throttling.",
             media.plis_sent,
+        ),
+        (
+            "mm_subscriber_rtcp_dropped_total",
+            "SRTCP packets from subscribers refused: failed authentication, replayed or malformed.",
+            media.subscriber_rtcp_dropped,
         ),
         (
             "mm_simulcast_layer_switches_total",

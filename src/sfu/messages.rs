@@ -186,6 +186,8 @@ pub struct WorkerStats {
     pub plis_received: u64,
     /// Keyframe requests sent to publishers (after throttling).
     pub plis_sent: u64,
+    /// SRTCP packets from subscribers refused: failed authentication, replayed, malformed.
+    pub subscriber_rtcp_dropped: u64,
     /// Times a consumer's forwarded simulcast layer changed.
     pub layer_switches: u64,
 }

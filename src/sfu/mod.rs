@@ -113,6 +113,7 @@ impl MediaPlane {
                 total.keyframes_replayed += s.keyframes_replayed;
                 total.plis_received += s.plis_received;
                 total.plis_sent += s.plis_sent;
+                total.subscriber_rtcp_dropped += s.subscriber_rtcp_dropped;
                 total.layer_switches += s.layer_switches;
             }
         }

@@ -57,8 +57,22 @@ export class ServerProcess {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** The server's /metrics samples, as a Map from `name{labels}` to its value. */
+  async metrics() {
+    const res = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`GET /metrics -> ${res.status}`);
+    const samples = new Map();
+    for (const line of (await res.text()).split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const at = line.lastIndexOf(' ');
+      samples.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+    return samples;
+  }
+
   async start() {
     if (!this.port) this.port = await freePort();
+    if (!this.metricsPort) this.metricsPort = await freePort();
     // The server reads every MM_* variable as configuration and refuses unknown ones
     // (MM_BIN among them), so pass none of ours through.
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MM_')));
@@ -72,6 +86,8 @@ export class ServerProcess {
       // A short drain (config drainTimeout): on SIGTERM the server asks its peers to reconnect
       // after 2 s instead of 60 s, which the graceful-restart test relies on.
       MM_DRAIN_TIMEOUT: '2000',
+      // Prometheus text on its own loopback port (config metricsListen), read by metrics().
+      MM_METRICS_LISTEN: `127.0.0.1:${this.metricsPort}`,
       RUST_LOG: process.env.RUST_LOG || 'info',
       NO_COLOR: '1',
       ...this.extraEnv,

@@ -9,7 +9,8 @@ import { roomName, receivesFrom, waitAllReceive, tileCount, framesFrom } from '.
  * Three participants (browser kinds given in `kinds`, e.g. ['firefox', 'chromium', 'firefox'])
  * meet: each decodes the others' camera and receives their audio; the first one's camera goes
  * off and on again; `sharer` (an index, or null) shares its screen and the others decode it;
- * the last one closes its page and the two others drop it and keep receiving each other.
+ * the last one closes its page and the two others drop it and keep receiving each other;
+ * the server refused none of the RTCP the browsers sent.
  */
 export async function threeWayMeeting(suite, t, { kinds, tag, sharer = 0 }) {
   const { join, step, closePeers } = suite;
@@ -103,6 +104,14 @@ export async function threeWayMeeting(suite, t, { kinds, tag, sharer = 0 }) {
       const rb = await receivesFrom(b, [a]);
       return { ok: ra.ok && rb.ok, detail: [ra.detail.missing, rb.detail.missing] };
     }, { timeoutMs: 10000 });
+  });
+
+  await step(t, 'the server read every report, NACK and keyframe request the browsers sent', async () => {
+    // Each browser sends RTCP from several SSRCs (Firefox: one per receiving m-line); a
+    // refused packet is feedback lost (a picture that never recovers, a NACK never answered).
+    const m = await suite.server.metrics();
+    assert.equal(m.get('mm_subscriber_rtcp_dropped_total'), 0,
+      `SRTCP from subscribers refused (mm_subscriber_rtcp_dropped_total); PLIs read: ${m.get('mm_plis_received_total')}`);
   });
 
   await closePeers(a, b);

@@ -93,6 +93,9 @@ pub enum SrtpError {
     /// An SRTCP index seen before or too old for the replay window.
     #[error("SRTCP index {0} replayed or too old")]
     Replay(u32),
+    /// A sender SSRC beyond [`MAX_RTCP_SSRCS`]: its replay window could not be kept.
+    #[error("SRTCP from more than {MAX_RTCP_SSRCS} sender SSRCs")]
+    TooManySsrcs,
     /// The crypto library refused a key or an operation.
     #[error("crypto backend failure")]
     Backend,
@@ -190,7 +193,7 @@ impl Keys {
         Ok(RtcpReceiver {
             profile: self.profile,
             rtcp: Session::derive(self.profile, &self.remote, true)?,
-            replay: ReplayWindow::default(),
+            replay: Vec::new(),
             scratch: Vec::new(),
         })
     }
@@ -489,16 +492,46 @@ impl ReplayWindow {
     }
 }
 
+/// Most sender SSRCs whose SRTCP replay windows a receiver keeps. A browser sends RTCP from
+/// one SSRC per receiving m-line (Firefox) or a few (Chromium); a meeting of hundreds of
+/// streams stays below this.
+pub const MAX_RTCP_SSRCS: usize = 1024;
+
 /// Opens the other end's SRTCP: authenticates, checks the replay window, decrypts.
 pub struct RtcpReceiver {
     profile: Profile,
     rtcp: Session,
-    replay: ReplayWindow,
+    /// One replay window per sender SSRC: RFC 3711 numbers SRTCP packets per SSRC (§3.4), so
+    /// one window for all would take a second SSRC's packets for replays of the first's.
+    replay: Vec<(u32, ReplayWindow)>,
     /// The last packet opened (reused between packets).
     scratch: Vec<u8>,
 }
 
 impl RtcpReceiver {
+    /// Refuses `index` from sender `ssrc` if its window has seen it or left it behind. An
+    /// SSRC not seen before has no window yet: it is made when its first packet is accepted,
+    /// after authentication, so forged packets cannot fill the table.
+    fn check_replay(&self, ssrc: u32, index: u32) -> Result<(), SrtpError> {
+        match self.replay.iter().find(|(s, _)| *s == ssrc) {
+            Some((_, w)) => w.check(index),
+            None if self.replay.len() >= MAX_RTCP_SSRCS => Err(SrtpError::TooManySsrcs),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an authenticated `index` from sender `ssrc`.
+    fn accept_replay(&mut self, ssrc: u32, index: u32) {
+        match self.replay.iter_mut().find(|(s, _)| *s == ssrc) {
+            Some((_, w)) => w.accept(index),
+            None => {
+                let mut w = ReplayWindow::default();
+                w.accept(index);
+                self.replay.push((ssrc, w));
+            }
+        }
+    }
+
     /// The plain compound RTCP packet inside `packet`, or why it was refused.
     pub fn unprotect(&mut self, packet: &[u8]) -> Result<&[u8], SrtpError> {
         let overhead = self.profile.rtcp_overhead();
@@ -519,7 +552,7 @@ impl RtcpReceiver {
                 let (body, e_index) = signed.split_at(signed.len() - SRTCP_INDEX_LEN);
                 let e_index = u32::from_be_bytes([e_index[0], e_index[1], e_index[2], e_index[3]]);
                 index = e_index & 0x7fff_ffff;
-                self.replay.check(index)?;
+                self.check_replay(ssrc, index)?;
                 self.scratch.extend_from_slice(body);
                 if e_index & 0x8000_0000 != 0 {
                     let iv = cm_iv(salt, ssrc, index as u64);
@@ -536,7 +569,7 @@ impl RtcpReceiver {
                 let e_index_bytes = [e_index[0], e_index[1], e_index[2], e_index[3]];
                 let e_index = u32::from_be_bytes(e_index_bytes);
                 index = e_index & 0x7fff_ffff;
-                self.replay.check(index)?;
+                self.check_replay(ssrc, index)?;
                 let iv = gcm_iv(salt, ssrc, index >> 16, index as u16);
                 self.scratch.extend_from_slice(sealed);
                 let mut aad = [0u8; 12];
@@ -570,7 +603,7 @@ impl RtcpReceiver {
                 }
             }
         }
-        self.replay.accept(index);
+        self.accept_replay(ssrc, index);
         Ok(&self.scratch)
     }
 }
@@ -712,7 +745,7 @@ mod tests {
         let receiver = RtcpReceiver {
             profile: Profile::AeadAes128Gcm,
             rtcp: session(),
-            replay: ReplayWindow::default(),
+            replay: Vec::new(),
             scratch: Vec::new(),
         };
         (sender, receiver)
@@ -819,6 +852,63 @@ mod tests {
             assert_eq!(rx.unprotect(&sealed), Err(SrtpError::Replay(0)));
             assert_eq!(rx.unprotect(&sealed[..10]), Err(SrtpError::TooShort));
         }
+    }
+
+    /// A browser sends RTCP from several SSRCs (Firefox: one per receiving m-line), each
+    /// numbering its SRTCP packets from 0. Each SSRC has its own window: a second SSRC's
+    /// packets are not replays of the first's (they were, and every PLI and NACK Firefox sent
+    /// for its second and later streams was dropped).
+    #[test]
+    fn each_sender_ssrc_has_its_own_replay_window() {
+        for profile in [Profile::Aes128CmSha1_80, Profile::AeadAes128Gcm] {
+            let len = 2 * (profile.key_len() + profile.salt_len());
+            let material: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+            let keys = Keys::from_dtls(profile, &material, false).unwrap();
+            let mut rx = Keys::from_dtls(profile, &material, true)
+                .unwrap()
+                .rtcp_receiver()
+                .unwrap();
+            let mut senders: Vec<Sender> = (0..3).map(|_| keys.sender().unwrap()).collect();
+            let seal = |tx: &mut Sender, ssrc: u32| {
+                let mut plain = rtcp_packet();
+                plain[4..8].copy_from_slice(&ssrc.to_be_bytes());
+                let mut buf = plain.clone();
+                buf.resize(plain.len() + MAX_RTCP_OVERHEAD, 0);
+                let n = tx.protect_rtcp(&mut buf, plain.len()).unwrap();
+                buf.truncate(n);
+                (plain, buf)
+            };
+            for round in 0..4 {
+                for (i, tx) in senders.iter_mut().enumerate() {
+                    let (plain, sealed) = seal(tx, 0x1000 + i as u32);
+                    assert_eq!(
+                        rx.unprotect(&sealed).map(<[u8]>::to_vec),
+                        Ok(plain),
+                        "{profile:?}: SSRC {i}'s packet {round}"
+                    );
+                    assert_eq!(
+                        rx.unprotect(&sealed).map(<[u8]>::to_vec),
+                        Err(SrtpError::Replay(round)),
+                        "{profile:?}: the same packet again"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_receiver_keeps_windows_for_a_bounded_number_of_ssrcs() {
+        let (mut tx, mut rx) = pair(Profile::AeadAes128Gcm);
+        for ssrc in 0..MAX_RTCP_SSRCS as u32 {
+            rx.accept_replay(ssrc, 0);
+        }
+        let mut plain = rtcp_packet();
+        plain[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut buf = plain.clone();
+        buf.resize(plain.len() + MAX_RTCP_OVERHEAD, 0);
+        let n = tx.protect_rtcp(&mut buf, plain.len()).unwrap();
+        assert_eq!(rx.unprotect(&buf[..n]), Err(SrtpError::TooManySsrcs));
+        assert_eq!(rx.replay.len(), MAX_RTCP_SSRCS);
     }
 
     #[test]

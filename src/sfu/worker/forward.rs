@@ -86,6 +86,7 @@ impl Worker {
         };
         let inbound = inspect(codec, &packet.payload);
         if video && inbound.keyframe_start {
+            debug!(producer = %producer.id, rid, seq = *packet.seq_no, "a keyframe arrives");
             producer.keyframes.on_keyframe(rid);
         }
         let layer = &mut producer.layers[layer_index];
@@ -371,8 +372,10 @@ impl Worker {
             .keyframes
             .request(rid.as_deref().unwrap_or(""), Instant::now())
         {
+            debug!(producer = %pid, ?rid, "keyframe request: one is already on its way");
             return;
         }
+        debug!(producer = %pid, ?rid, ?kind, "keyframe request to the publisher");
         let (tkey, mid) = (p.transport, p.mid);
         let Some(t) = self.transports.get_mut(&tkey) else {
             return;

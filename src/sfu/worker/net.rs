@@ -276,6 +276,7 @@ impl Worker {
         if let Err(e) = egress.on_rtcp(data, now, &mut requests) {
             // Forged, replayed or malformed: dropped, as str0m would.
             trace!(peer = %t.peer, "subscriber RTCP dropped: {e}");
+            self.stats.subscriber_rtcp_dropped += 1;
         }
         // Feedback may start a probe or move the next report.
         let next = egress.next_timeout(now);
@@ -311,6 +312,7 @@ impl Worker {
                 continue;
             };
             let layer = c.current.clone().or_else(|| c.target.clone());
+            debug!(consumer = %cid, ?layer, "a subscriber asks for a keyframe");
             let pid = c.producer.clone();
             self.request_keyframe(&pid, layer, KeyframeRequestKind::Pli);
         }
