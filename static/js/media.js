@@ -233,6 +233,8 @@ export class RecvTransport {
         ssrc: s.ssrc,
         packetsReceived: s.packetsReceived || 0,
         packetsLost: s.packetsLost || 0,
+        nackCount: s.nackCount || 0,
+        retransmittedPacketsReceived: s.retransmittedPacketsReceived || 0,
         bytesReceived: s.bytesReceived || 0,
         framesDecoded: s.framesDecoded || 0,
         framesPerSecond: s.framesPerSecond || 0,

@@ -166,18 +166,30 @@ function nft(script) {
  * and returns how many datagrams it dropped.
  */
 export function dropUdpTo({ min, max, percent }) {
-  const table = `mm_loss_${process.pid}`;
+  return dropUdp({ hook: 'input', match: `udp dport ${min}-${max}`, percent });
+}
+
+/**
+ * Drops `percent` % of the UDP datagrams sent from the ports `min`..`max` (what the server
+ * sends to subscribers), chosen at random; returns the same remover as dropUdpTo.
+ */
+export function dropUdpFrom({ min, max, percent }) {
+  return dropUdp({ hook: 'output', match: `udp sport ${min}-${max}`, percent });
+}
+
+function dropUdp({ hook, match, percent }) {
+  const table = `mm_loss_${hook}_${process.pid}`;
   nft(`table inet ${table} {
-  chain input {
-    type filter hook input priority 0; policy accept;
-    udp dport ${min}-${max} numgen random mod 100 < ${percent} counter drop
+  chain ${hook} {
+    type filter hook ${hook} priority 0; policy accept;
+    ${match} numgen random mod 100 < ${percent} counter drop
   }
 }
 `);
   return () => {
     const listed = spawnSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8' }).stdout;
     nft(`delete table inet ${table}\n`);
-    return (listed.match(/counter packets (\d+)/) || [])[1];
+    return Number((listed.match(/counter packets (\d+)/) || [])[1]);
   };
 }
 
