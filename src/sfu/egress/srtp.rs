@@ -217,6 +217,28 @@ struct CmSha1 {
     salt: [u8; 14],
 }
 
+impl CmSha1 {
+    /// XORs the keystream of packet `index` of `ssrc` into `data`: encrypts or decrypts.
+    fn apply_keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) -> Result<(), SrtpError> {
+        let iv = cm_iv(&self.salt, ssrc, index);
+        self.cipher
+            .less_safe_encrypt(data, EncryptionContext::Iv128(FixedLength::from(iv)))
+            .map_err(|_| SrtpError::Backend)?;
+        Ok(())
+    }
+
+    /// The SRTP authentication tag of `packet` (header and encrypted payload) with rollover
+    /// counter `roc` (RFC 3711 §4.2), truncated to [`HMAC_TAG_LEN`].
+    fn rtp_tag(&self, packet: &[u8], roc: u32) -> [u8; HMAC_TAG_LEN] {
+        let mut ctx = hmac::Context::with_key(&self.auth);
+        ctx.update(packet);
+        ctx.update(&roc.to_be_bytes());
+        let mut tag = [0u8; HMAC_TAG_LEN];
+        tag.copy_from_slice(&ctx.sign().as_ref()[..HMAC_TAG_LEN]);
+        tag
+    }
+}
+
 impl Session {
     fn derive(profile: Profile, master: &Master, rtcp: bool) -> Result<Session, SrtpError> {
         let (l_key, l_auth, l_salt) = if rtcp {
@@ -346,19 +368,9 @@ impl Sender {
         let roc = (index >> 16) as u32;
         match &self.rtp {
             Session::CmSha1(cm) => {
-                let CmSha1 { cipher, auth, salt } = &**cm;
-                let iv = cm_iv(salt, ssrc, index & 0xffff_ffff_ffff);
-                cipher
-                    .less_safe_encrypt(
-                        &mut buf[header_len..len],
-                        EncryptionContext::Iv128(FixedLength::from(iv)),
-                    )
-                    .map_err(|_| SrtpError::Backend)?;
-                let mut ctx = hmac::Context::with_key(auth);
-                ctx.update(&buf[..len]);
-                ctx.update(&roc.to_be_bytes());
-                let tag = ctx.sign();
-                buf[len..out_len].copy_from_slice(&tag.as_ref()[..HMAC_TAG_LEN]);
+                cm.apply_keystream(ssrc, index & 0xffff_ffff_ffff, &mut buf[header_len..len])?;
+                let tag = cm.rtp_tag(&buf[..len], roc);
+                buf[len..out_len].copy_from_slice(&tag);
             }
             Session::Gcm { key, salt } => {
                 let iv = gcm_iv(salt, ssrc, roc, index as u16);
@@ -393,16 +405,9 @@ impl Sender {
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
         match &self.rtcp {
             Session::CmSha1(cm) => {
-                let CmSha1 { cipher, auth, salt } = &**cm;
-                let iv = cm_iv(salt, ssrc, index as u64);
-                cipher
-                    .less_safe_encrypt(
-                        &mut buf[8..len],
-                        EncryptionContext::Iv128(FixedLength::from(iv)),
-                    )
-                    .map_err(|_| SrtpError::Backend)?;
+                cm.apply_keystream(ssrc, index as u64, &mut buf[8..len])?;
                 buf[len..len + 4].copy_from_slice(&e_index);
-                let tag = hmac::sign(auth, &buf[..len + 4]);
+                let tag = hmac::sign(&cm.auth, &buf[..len + 4]);
                 buf[len + 4..out_len].copy_from_slice(&tag.as_ref()[..HMAC_TAG_LEN]);
             }
             Session::Gcm { key, salt } => {
@@ -543,9 +548,8 @@ impl RtcpReceiver {
         let index;
         match &self.rtcp {
             Session::CmSha1(cm) => {
-                let CmSha1 { cipher, auth, salt } = &**cm;
                 let (signed, tag) = packet.split_at(packet.len() - HMAC_TAG_LEN);
-                let expected = hmac::sign(auth, signed);
+                let expected = hmac::sign(&cm.auth, signed);
                 if !constant_time_eq(&expected.as_ref()[..HMAC_TAG_LEN], tag) {
                     return Err(SrtpError::Authentication);
                 }
@@ -555,13 +559,7 @@ impl RtcpReceiver {
                 self.check_replay(ssrc, index)?;
                 self.scratch.extend_from_slice(body);
                 if e_index & 0x8000_0000 != 0 {
-                    let iv = cm_iv(salt, ssrc, index as u64);
-                    cipher
-                        .less_safe_encrypt(
-                            &mut self.scratch[8..],
-                            EncryptionContext::Iv128(FixedLength::from(iv)),
-                        )
-                        .map_err(|_| SrtpError::Backend)?;
+                    cm.apply_keystream(ssrc, index as u64, &mut self.scratch[8..])?;
                 }
             }
             Session::Gcm { key, salt } => {
@@ -633,21 +631,11 @@ impl RtpReceiver {
         let roc = (index >> 16) as u32;
         match &self.rtp {
             Session::CmSha1(cm) => {
-                let CmSha1 { cipher, auth, salt } = &**cm;
                 let end = packet.len() - HMAC_TAG_LEN;
-                let mut ctx = hmac::Context::with_key(auth);
-                ctx.update(&packet[..end]);
-                ctx.update(&roc.to_be_bytes());
-                if !constant_time_eq(&ctx.sign().as_ref()[..HMAC_TAG_LEN], &packet[end..]) {
+                if !constant_time_eq(&cm.rtp_tag(&packet[..end], roc), &packet[end..]) {
                     return Err(SrtpError::Authentication);
                 }
-                let iv = cm_iv(salt, ssrc, index & 0xffff_ffff_ffff);
-                cipher
-                    .less_safe_encrypt(
-                        &mut packet[header_len..end],
-                        EncryptionContext::Iv128(FixedLength::from(iv)),
-                    )
-                    .map_err(|_| SrtpError::Backend)?;
+                cm.apply_keystream(ssrc, index & 0xffff_ffff_ffff, &mut packet[header_len..end])?;
                 Ok(&packet[header_len..end])
             }
             Session::Gcm { key, salt } => {
