@@ -436,11 +436,16 @@ const REPLAY_MAX_AGE: Duration = Duration::from_millis(250);
 /// Most packets a replay sends at once.
 const REPLAY_MAX_PACKETS: u64 = 128;
 
-/// True when `history`'s latest keyframe is recent enough to start a consumer from.
-pub(super) fn keyframe_replayable(history: &PacketHistory, now: Instant) -> bool {
+/// `history`'s latest keyframe when it is recent enough to start a consumer from.
+fn replayable_keyframe(history: &PacketHistory, now: Instant) -> Option<&Stored> {
     history
         .latest_keyframe(now)
-        .is_some_and(|k| now.saturating_duration_since(k.at) <= REPLAY_MAX_AGE)
+        .filter(|k| now.saturating_duration_since(k.at) <= REPLAY_MAX_AGE)
+}
+
+/// True when `history`'s latest keyframe is recent enough to start a consumer from.
+pub(super) fn keyframe_replayable(history: &PacketHistory, now: Instant) -> bool {
+    replayable_keyframe(history, now).is_some()
 }
 
 /// Starts `c`'s run at the latest keyframe of `history` and queues the packets from it up to,
@@ -458,13 +463,10 @@ fn replay_keyframe(
     clock_rate: u32,
     now: Instant,
 ) -> bool {
-    let Some(key) = history.latest_keyframe(now) else {
+    let Some(key) = replayable_keyframe(history, now) else {
         return false;
     };
-    if now.saturating_duration_since(key.at) > REPLAY_MAX_AGE
-        || key.seq >= seq
-        || seq - key.seq > REPLAY_MAX_PACKETS
-    {
+    if key.seq >= seq || seq - key.seq > REPLAY_MAX_PACKETS {
         return false;
     }
     let Some(packets) = (key.seq..seq)
