@@ -13,9 +13,8 @@
 // layers); it is printed, not asserted.
 
 import assert from 'node:assert/strict';
-import { sleep } from './harness.mjs';
+import { sleep, snapshot } from './harness.mjs';
 import { createSuite, roomName, waitAllReceive } from './suite.mjs';
-import { snapshot } from './harness.mjs';
 import { dropUdpFrom } from './pictures.mjs';
 
 const suite = createSuite({ kinds: ['chromium', 'firefox'] });
