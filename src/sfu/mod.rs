@@ -1,4 +1,4 @@
-//! The media plane: worker threads that own the UDP sockets and the str0m transports, and
+//! The media plane: worker threads that own the UDP sockets and the transports, and
 //! forward RTP between them without crossing an actor boundary per packet. Rooms are assigned
 //! to workers; everything about one room happens on one worker.
 //!
@@ -8,6 +8,8 @@
 //!   handshakes make;
 //! - [`egress`]: what the worker sends to subscribers, written and encrypted by itself:
 //!   SRTP, RTCP, bandwidth estimation and probing;
+//! - [`recv`]: a subscriber's connection (ICE-lite, DTLS, the SDP the server offers),
+//!   without str0m's `Rtc`;
 //! - [`history`]: one packet history per producer layer, for every subscriber's NACKs;
 //! - [`rewrite`]: what a forwarded RTP packet becomes for each consumer;
 //! - [`keyframes`]: when a keyframe request may go to a publisher;
@@ -21,6 +23,7 @@ pub mod egress;
 pub mod history;
 pub mod keyframes;
 pub mod messages;
+pub mod recv;
 pub mod rewrite;
 pub mod simulcast;
 pub mod speaker;

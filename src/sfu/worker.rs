@@ -1,16 +1,17 @@
-//! One media worker: a thread that owns a UDP socket and every str0m `Rtc` (transport) of the
+//! One media worker: a thread that owns a UDP socket and every transport (connection) of the
 //! rooms assigned to it. It routes each datagram to its transport, forwards media from
 //! producers to consumers with plain function calls inside its loop, negotiates subscriber
 //! connections, picks simulcast layers and detects the active speaker. It does not know
 //! about WebSockets or room membership rules: the control plane tells it what to do through
 //! [`WorkerCommand`]s and hears back through [`MediaEvent`]s.
 //!
-//! str0m runs every connection's ICE, DTLS and SDP, and receives the publishers' media; what
-//! goes to subscribers the worker writes and encrypts itself (`sfu::egress`), once a
-//! subscriber connection's DTLS has produced its keys.
+//! str0m runs each publisher's connection (ICE, DTLS, SDP) and receives its media. A
+//! subscriber's connection is the worker's own (`sfu::recv`: ICE-lite with str0m's public
+//! agent, DTLS, the offer and answer): what goes to subscribers the worker writes and
+//! encrypts itself (`sfu::egress`), once that connection's DTLS has produced its keys.
 //!
 //! This file holds the loop, its state (transports, producers, consumers) and the polling of
-//! str0m; each other job of the one loop has its own file:
+//! the connections; each other job of the one loop has its own file:
 //! - [`net`]: sockets, `ppoll`, ICE-TCP threads, routing each datagram to its transport (and
 //!   a subscriber's RTCP to its send side);
 //! - [`forward`]: the packet path from a producer's RTP packet to its consumers' send sides,
@@ -38,7 +39,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
-use str0m::change::SdpPendingOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::net::Protocol;
@@ -54,6 +54,7 @@ use super::keyframes::KeyframeGate;
 use super::messages::{
     MediaError, MediaEvent, Reply, RoomMediaEvent, TransportState, WorkerCommand, WorkerStats,
 };
+use super::recv::conn::{ConnOutput, RecvConn};
 use super::rewrite::Rewriter;
 use super::simulcast::LayerStats;
 use super::speaker::SpeakerDetector;
@@ -228,16 +229,79 @@ type TKey = u64;
 
 /// An offer of a recv transport waiting for the client's answer.
 struct InFlight {
-    pending: SdpPendingOffer,
     consumers: Vec<ConsumerId>,
 }
 
-/// One str0m `Rtc`: a peer's send or recv connection.
+/// A transport's connection: str0m's `Rtc` receives a publisher's media; a subscriber's
+/// connection is the worker's own [`RecvConn`] (ICE, DTLS, SDP), as everything it sends is
+/// the egress'.
+enum Conn {
+    Send(Box<Rtc>),
+    Recv(Box<RecvConn>),
+    /// A recv connection that could not be made (no DTLS certificate or configuration):
+    /// closed from the start, so the peer hears its transport closed.
+    Broken,
+}
+
+impl Conn {
+    fn is_alive(&self) -> bool {
+        match self {
+            Conn::Send(rtc) => rtc.is_alive(),
+            Conn::Recv(c) => c.is_alive(),
+            Conn::Broken => false,
+        }
+    }
+
+    fn disconnect(&mut self) {
+        match self {
+            Conn::Send(rtc) => rtc.disconnect(),
+            Conn::Recv(c) => c.disconnect(),
+            Conn::Broken => {}
+        }
+    }
+
+    /// True when the datagram (`input` is its str0m form) belongs to this connection.
+    fn accepts(&self, input: &Input, source: SocketAddr, data: &[u8]) -> bool {
+        match self {
+            Conn::Send(rtc) => rtc.accepts(input),
+            Conn::Recv(c) => c.accepts(source, data),
+            Conn::Broken => false,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+        match self {
+            Conn::Send(rtc) => rtc
+                .handle_input(Input::Timeout(now))
+                .map_err(|e| e.to_string()),
+            Conn::Recv(c) => c.handle_timeout(now).map_err(|e| e.to_string()),
+            Conn::Broken => Ok(()),
+        }
+    }
+
+    /// A send transport's `Rtc`.
+    fn rtc(&mut self) -> Option<&mut Rtc> {
+        match self {
+            Conn::Send(rtc) => Some(rtc),
+            Conn::Recv(_) | Conn::Broken => None,
+        }
+    }
+
+    /// A recv transport's connection.
+    fn recv(&mut self) -> Option<&mut RecvConn> {
+        match self {
+            Conn::Send(_) | Conn::Broken => None,
+            Conn::Recv(c) => Some(c),
+        }
+    }
+}
+
+/// One transport: a peer's send or recv connection.
 struct Transport {
     peer: PeerId,
     direction: Direction,
-    rtc: Rtc,
-    /// When str0m next wants `Input::Timeout`.
+    conn: Conn,
+    /// When the connection next wants time.
     next_timeout: Instant,
     /// Queued in `Worker::dirty` for polling.
     dirty: bool,
@@ -261,13 +325,23 @@ struct Transport {
     egress: Option<Box<Egress>>,
     /// Queued in `Worker::egress_dirty` for a flush of its egress.
     egress_dirty: bool,
-    /// Where str0m sends (the ICE pair it nominated): the egress sends there too.
+    /// Where the connection sends (the ICE pair it nominated): the egress sends there too.
     media_dest: Option<(Protocol, SocketAddr)>,
     /// Remote addresses seen, to clean the route table.
     remotes: HashSet<SocketAddr>,
     /// NACK totals str0m last reported per incoming stream (mid, rid), so that only the
     /// increase is added to [`WorkerStats`].
     nacks_reported: HashMap<(Mid, Option<Rid>), u64>,
+}
+
+/// One output of a transport's connection, whichever kind it is.
+// Lives on the stack for one step of `poll` and is never stored: boxing the event (an RTP
+// packet, mostly) would cost an allocation per received packet.
+#[allow(clippy::large_enum_variant)]
+enum Polled {
+    Timeout(Instant),
+    Transmit(str0m::net::Transmit),
+    Event(Event),
 }
 
 impl Transport {
@@ -393,7 +467,8 @@ struct Worker {
     /// Datagrams produced by polling, sent together at the end of `flush`.
     out: SendBatch,
     /// One DTLS certificate for every transport of the worker: generating a key pair per
-    /// connection costs join time. None = let str0m generate one per transport.
+    /// connection costs join time. None (the provider could not make one): str0m generates
+    /// one per send transport, and recv transports cannot be made.
     dtls_cert: Option<DtlsCert>,
     /// Recv transports to renegotiate after the current batch of commands.
     to_negotiate: Vec<TKey>,
@@ -551,9 +626,9 @@ impl Worker {
                 self.timers.schedule(k, t.next_timeout);
                 continue;
             }
-            if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+            if let Err(e) = t.conn.handle_timeout(now) {
                 warn!(peer = %t.peer, "transport timeout error: {e}");
-                t.rtc.disconnect();
+                t.conn.disconnect();
             }
             // Polled in this turn's flush, which schedules its next deadline.
             self.mark_dirty(k);
@@ -692,7 +767,7 @@ impl Worker {
             if t.dead {
                 return;
             }
-            if !t.rtc.is_alive() {
+            if !t.conn.is_alive() {
                 t.dead = true;
                 let (peer, direction) = (t.peer.clone(), t.direction);
                 for r in t.remotes.drain() {
@@ -708,14 +783,34 @@ impl Worker {
                 );
                 return;
             }
-            let event = match t.rtc.poll_output() {
-                Ok(Output::Timeout(at)) => {
+            let polled = match &mut t.conn {
+                Conn::Send(rtc) => match rtc.poll_output() {
+                    Ok(Output::Timeout(at)) => Polled::Timeout(at),
+                    Ok(Output::Transmit(tx)) => Polled::Transmit(tx),
+                    Ok(Output::Event(e)) => Polled::Event(e),
+                    Err(e) => {
+                        warn!(peer = %t.peer, "transport failed: {e}");
+                        rtc.disconnect();
+                        continue;
+                    }
+                },
+                Conn::Recv(c) => match c.poll_output() {
+                    ConnOutput::Timeout(at) => Polled::Timeout(at),
+                    ConnOutput::Transmit(tx) => Polled::Transmit(tx),
+                    ConnOutput::Connected => Polled::Event(Event::Connected),
+                    ConnOutput::Ice(state) => Polled::Event(Event::IceConnectionStateChange(state)),
+                },
+                // Not alive: handled above.
+                Conn::Broken => return,
+            };
+            let event = match polled {
+                Polled::Timeout(at) => {
                     let now = Instant::now();
                     if at <= now && due_timeouts > 0 {
                         due_timeouts -= 1;
-                        if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                        if let Err(e) = t.conn.handle_timeout(now) {
                             warn!(peer = %t.peer, "transport timeout error: {e}");
-                            t.rtc.disconnect();
+                            t.conn.disconnect();
                         }
                         continue;
                     }
@@ -724,17 +819,12 @@ impl Worker {
                     self.next_wakeup = self.next_wakeup.min(at);
                     return;
                 }
-                Ok(Output::Transmit(tx)) => {
+                Polled::Transmit(tx) => {
                     let first = tx.contents.first().copied().unwrap_or(0);
                     if first > 3 {
-                        // Not STUN: str0m sends it on the pair ICE nominated, where the
-                        // egress sends media too.
+                        // Not STUN: DTLS goes on the pair ICE nominated, where the egress
+                        // sends media too.
                         t.media_dest = Some((tx.proto, tx.destination));
-                    }
-                    if t.egress.is_some() && (128..192).contains(&first) {
-                        // str0m's own sender reports for streams it never sent on: the
-                        // egress reports them.
-                        continue;
                     }
                     let dest = (tx.proto, tx.destination);
                     send(
@@ -747,12 +837,7 @@ impl Worker {
                     );
                     continue;
                 }
-                Ok(Output::Event(e)) => e,
-                Err(e) => {
-                    warn!(peer = %t.peer, "transport failed: {e}");
-                    t.rtc.disconnect();
-                    continue;
-                }
+                Polled::Event(e) => e,
             };
             self.on_event(key, event);
         }
@@ -855,7 +940,7 @@ impl Worker {
                 // Cannot happen with the profiles str0m negotiates; without keys nothing
                 // could be sent, so the subscriber is told the connection is gone.
                 warn!(peer = %t.peer, "cannot send to this subscriber: {e}");
-                t.rtc.disconnect();
+                t.conn.disconnect();
             }
         }
     }

@@ -4,17 +4,19 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, MediaKind as SdpKind, Mid};
 use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 use tracing::{debug, warn};
 
-use super::{Consumer, PeerMedia, Producer, RoomMedia, TKey, Transport, Worker};
+use super::{Conn, Consumer, PeerMedia, Producer, RoomMedia, TKey, Transport, Worker};
 use crate::ids::{ConsumerId, PeerId, ProducerId};
 use crate::model::{Direction, MediaKind};
 use crate::sfu::keyframes::KeyframeGate;
 use crate::sfu::messages::{MediaError, NewProducer, WorkerCommand};
+use crate::sfu::recv::conn::RecvConn;
+use crate::sfu::recv::sdp;
 use crate::sfu::rewrite::Rewriter;
 use crate::sfu::speaker::SpeakerDetector;
 
@@ -139,44 +141,37 @@ impl Worker {
     }
 
     pub(super) fn add_transport(&mut self, peer: &PeerId, direction: Direction) -> TKey {
-        let mut builder = Rtc::builder()
-            .set_ice_lite(true)
-            // Forward RTP packets as they come, not frames: no depacketizing and packetizing
-            // again per subscriber (`worker::forward`).
-            .set_rtp_mode(true)
-            // One DTLS configuration for all transports: building one costs more than the
-            // handshake (`sfu::dtls`).
-            .set_crypto_provider(crate::sfu::dtls::crypto_provider())
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true);
-        if direction == Direction::Send {
-            // The NACKs sent to the publisher ([`WorkerStats::nacks_sent`]); a recv
-            // transport's streams are the egress', str0m has nothing to say about them.
-            builder = builder.set_stats_interval(Some(STATS_INTERVAL));
-        }
-        if let Some(cert) = &self.dtls_cert {
-            builder = builder.set_dtls_cert(cert.clone());
-        }
-        // No bandwidth estimation in str0m: on a recv transport the egress sends and
-        // estimates (`sfu::egress`); a send transport only receives.
         let now = Instant::now();
-        let (mut rtc, keys) = crate::sfu::dtls::capture_keys(|| builder.build(now));
-        let keys = (direction == Direction::Recv).then_some(keys);
         let tcp = Candidate::builder()
             .tcp()
             .host(self.candidate_addr)
             .tcptype(TcpType::Passive)
             .build();
+        let mut candidates = Vec::new();
         for candidate in [Candidate::host(self.candidate_addr, "udp"), tcp] {
             match candidate {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
+                Ok(c) => candidates.push(c),
                 Err(e) => warn!("cannot make a candidate for {}: {e}", self.candidate_addr),
             }
         }
+        let (conn, keys) = match direction {
+            Direction::Send => (Conn::Send(Box::new(self.send_rtc(candidates, now))), None),
+            Direction::Recv => match self
+                .dtls_cert
+                .as_ref()
+                .map(|cert| RecvConn::new(cert, candidates, now))
+            {
+                Some(Ok((c, keys))) => (Conn::Recv(Box::new(c)), Some(keys)),
+                Some(Err(e)) => {
+                    warn!(%peer, "cannot make a recv connection: {e}");
+                    (Conn::Broken, None)
+                }
+                None => {
+                    warn!(%peer, "cannot make a recv connection: no DTLS certificate");
+                    (Conn::Broken, None)
+                }
+            },
+        };
         let key = self.next_key;
         self.next_key += 1;
         self.timers.schedule(key, now);
@@ -186,7 +181,7 @@ impl Worker {
             Box::new(Transport {
                 peer: peer.clone(),
                 direction,
-                rtc,
+                conn,
                 next_timeout: now,
                 dirty: false,
                 dead: false,
@@ -205,6 +200,34 @@ impl Worker {
             }),
         );
         key
+    }
+
+    /// A publisher's connection: str0m receives its media (in RTP mode) and runs its ICE,
+    /// DTLS and SDP.
+    fn send_rtc(&self, candidates: Vec<Candidate>, now: Instant) -> Rtc {
+        let mut builder = Rtc::builder()
+            .set_ice_lite(true)
+            // Forward RTP packets as they come, not frames: no depacketizing and packetizing
+            // again per subscriber (`worker::forward`).
+            .set_rtp_mode(true)
+            // One DTLS configuration for all transports: building one costs more than the
+            // handshake (`sfu::dtls`).
+            .set_crypto_provider(crate::sfu::dtls::crypto_provider())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            // The NACKs sent to the publisher ([`WorkerStats::nacks_sent`]).
+            .set_stats_interval(Some(STATS_INTERVAL));
+        if let Some(cert) = &self.dtls_cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        // No bandwidth estimation in str0m: a send transport only receives.
+        let mut rtc = builder.build(now);
+        for c in candidates {
+            rtc.add_local_candidate(c);
+        }
+        rtc
     }
 
     pub(super) fn remove_peer(&mut self, peer: &PeerId) {
@@ -236,7 +259,7 @@ impl Worker {
                 for r in t.remotes.drain() {
                     self.routes.remove(&r);
                 }
-                t.rtc.disconnect();
+                t.conn.disconnect();
             }
         }
         if let Some(room) = self.rooms.get_mut(&pm.room) {
@@ -280,15 +303,18 @@ impl Worker {
                 )));
             }
         }
-        let answer = t
-            .rtc
+        let rtc = t
+            .conn
+            .rtc()
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        let answer = rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         let mut problems = Vec::new();
         for p in producers {
             let mid = Mid::from(p.mid.as_str());
-            let kind_ok = match t.rtc.media(mid) {
+            let kind_ok = match rtc.media(mid) {
                 None => {
                     problems.push(format!("the offer has no m-line with mid '{}'", p.mid));
                     continue;
@@ -338,17 +364,23 @@ impl Worker {
             .get(peer)
             .map(|p| p.recv)
             .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
-        let answer = SdpAnswer::from_sdp_string(answer)
-            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let answer =
+            sdp::parse_answer(answer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         let t = self
             .transports
             .get_mut(&key)
             .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
-        let in_flight = t.in_flight.take().ok_or(MediaError::NoPendingOffer)?;
-        t.rtc
-            .sdp_api()
-            .accept_answer(in_flight.pending, answer)
+        if t.in_flight.is_none() {
+            return Err(MediaError::NoPendingOffer);
+        }
+        let conn = t
+            .conn
+            .recv()
+            .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
+        // A refused answer leaves the offer waiting: the client may answer again.
+        conn.accept_answer(answer)
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let in_flight = t.in_flight.take().ok_or(MediaError::NoPendingOffer)?;
         let mut wake = Vec::new();
         for cid in in_flight.consumers {
             if let Some(c) = self.consumers.get_mut(&cid) {

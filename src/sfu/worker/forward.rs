@@ -9,17 +9,16 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::format::{Codec as SdpCodec, PayloadParams};
-use str0m::media::{KeyframeRequestKind, Mid, Rid};
-use str0m::rtp::{Extension, RtpPacket};
-use str0m::Rtc;
+use str0m::format::Codec as SdpCodec;
+use str0m::media::{KeyframeRequestKind, Rid};
+use str0m::rtp::RtpPacket;
 use tracing::{debug, trace};
 
 use super::layers::layer_rid;
-use super::{After, Consumer, TKey, Worker};
+use super::{After, Conn, Consumer, TKey, Worker};
 use crate::ids::{ConsumerId, ProducerId};
 use crate::model::MediaKind;
-use crate::sfu::egress::{Egress, ExtIds, Outgoing, StreamSpec};
+use crate::sfu::egress::{Egress, Outgoing};
 use crate::sfu::history::{resend, PacketHistory, Stored};
 use crate::sfu::messages::MediaEvent;
 use crate::sfu::rewrite::{inspect, Codec};
@@ -30,11 +29,14 @@ impl Worker {
         let Some(t) = self.transports.get_mut(&key) else {
             return;
         };
+        let Conn::Send(rtc) = &mut t.conn else {
+            return;
+        };
         let ssrc = packet.header.ssrc;
         let (mid, rid) = match t.rx_streams.get(&ssrc) {
             Some(found) => *found,
             None => {
-                let mut api = t.rtc.direct_api();
+                let mut api = rtc.direct_api();
                 let Some(found) = api.stream_rx(&ssrc).map(|s| (s.mid(), s.rid())) else {
                     return;
                 };
@@ -43,8 +45,7 @@ impl Worker {
             }
         };
         let pt = packet.header.payload_type;
-        let Some(params) = t
-            .rtc
+        let Some(params) = rtc
             .codec_config()
             .params()
             .iter()
@@ -170,7 +171,11 @@ impl Worker {
             let stream = match c.stream {
                 Some(s) if c.pt.is_some_and(|(from, _)| from == pt) => s,
                 _ => {
-                    let Some((spec, out_pt)) = stream_spec(&mut rt.rtc, mid, params, video) else {
+                    let Some((spec, out_pt)) = rt
+                        .conn
+                        .recv()
+                        .and_then(|conn| conn.stream_spec(mid, params))
+                    else {
                         debug!(consumer = %c.id, "subscriber did not negotiate the producer's codec");
                         continue;
                     };
@@ -381,7 +386,10 @@ impl Worker {
             return;
         };
         let rid = rid.filter(|r| !r.is_empty()).map(|r| Rid::from(r.as_str()));
-        match t.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+        let Some(rtc) = t.conn.rtc() else {
+            return;
+        };
+        match rtc.direct_api().stream_rx_by_mid(mid, rid) {
             Some(stream) => {
                 stream.request_keyframe(kind);
                 self.stats.plis_sent += 1;
@@ -390,43 +398,6 @@ impl Worker {
         }
         self.mark_dirty(tkey);
     }
-}
-
-/// A consumer's outgoing stream as the subscriber negotiated it, for the producer's codec
-/// `params`: its m-line's SSRCs, payload types and header extension ids. None when the
-/// subscriber did not accept the codec or the m-line has no outgoing stream.
-fn stream_spec(
-    rtc: &mut Rtc,
-    mid: Mid,
-    params: PayloadParams,
-    video: bool,
-) -> Option<(StreamSpec, str0m::media::Pt)> {
-    let ours = rtc.codec_config().match_params(params)?;
-    let (pt, rtx_pt, clock_rate) = (ours.pt(), ours.resend(), ours.spec().clock_rate.get());
-    let media = rtc.media(mid)?;
-    let map = media.remote_extmap();
-    let exts = ExtIds {
-        mid: map.id_of(Extension::RtpMid),
-        abs_send_time: map.id_of(Extension::AbsoluteSendTime),
-        transport_cc: map.id_of(Extension::TransportSequenceNumber),
-        audio_level: map.id_of(Extension::AudioLevel),
-        video_orientation: map.id_of(Extension::VideoOrientation),
-    };
-    let cname = media.cname().to_string();
-    let mut api = rtc.direct_api();
-    let stream = api.stream_tx_by_mid(mid, None)?;
-    let rtx = stream.rtx().zip(rtx_pt).map(|(s, p)| (*s, *p));
-    let spec = StreamSpec {
-        mid,
-        ssrc: *stream.ssrc(),
-        pt: *pt,
-        rtx,
-        clock_rate,
-        audio: !video,
-        cname,
-        exts,
-    };
-    Some((spec, pt))
 }
 
 /// How old a keyframe a fresh consumer may start from: the packets since are replayed to it

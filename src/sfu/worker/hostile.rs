@@ -27,13 +27,14 @@ use sha1::Sha1;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::Input;
 
-use super::{Direction, TKey, Worker, WorkerIo};
+use super::{Conn, Direction, TKey, Worker, WorkerIo};
 use crate::ids::PeerId;
 
 /// Largest datagram a record may carry (a little above an Ethernet MTU, as an attacker may).
 const MAX_DATAGRAM: usize = 2048;
 
-/// One worker with two peers' send transports, fed hostile datagrams.
+/// One worker with a peer's send transport and another's recv transport, fed hostile
+/// datagrams.
 pub struct Harness {
     worker: Worker,
     /// The transports, and the ICE ufrag and password of each.
@@ -62,15 +63,20 @@ impl Harness {
         };
         let mut worker = Worker::new(0, io, cmd_rx, 300_000, Arc::new(AtomicBool::new(false)));
         let mut transports = Vec::new();
-        for n in 0..2 {
+        // A publisher's connection (str0m's) and a subscriber's (the worker's own).
+        for (n, direction) in [(0, Direction::Send), (1, Direction::Recv)] {
             let peer = PeerId::from_raw(format!("p-fuzz{n}"));
-            let key = worker.add_transport(&peer, Direction::Send);
+            let key = worker.add_transport(&peer, direction);
             // Invariant: add_transport just inserted `key`.
             let t = worker
                 .transports
                 .get_mut(&key)
                 .expect("transport just added");
-            let creds = t.rtc.direct_api().local_ice_credentials();
+            let creds = match &mut t.conn {
+                Conn::Send(rtc) => rtc.direct_api().local_ice_credentials(),
+                Conn::Recv(c) => c.local_ice_credentials().clone(),
+                Conn::Broken => return Err(std::io::Error::other("no recv connection")),
+            };
             transports.push((key, creds.ufrag, creds.pass));
         }
         Ok(Self {
@@ -143,7 +149,7 @@ impl Harness {
             if !self.reached.contains(key) {
                 let t = &self.worker.transports[key];
                 assert!(
-                    !t.dead && t.rtc.is_alive(),
+                    !t.dead && t.conn.is_alive(),
                     "transport {key} was closed though no datagram reached it"
                 );
             }
@@ -172,7 +178,7 @@ impl Harness {
                 self.worker
                     .transports
                     .iter()
-                    .filter(|(_, t)| !t.dead && t.rtc.accepts(&input))
+                    .filter(|(_, t)| !t.dead && t.conn.accepts(&input, source, data))
                     .map(|(k, _)| *k)
                     .collect()
             }

@@ -1,10 +1,8 @@
 //! SDP for subscriber connections: the server offers each recv transport its consumers'
 //! m-lines (batched per turn of the loop) and applies the client's answer.
 
-use str0m::media::{Direction as SdpDirection, MediaKind as SdpKind};
-
 use super::{InFlight, TKey, Worker};
-use crate::model::{ConsumerInfo, MediaKind};
+use crate::model::ConsumerInfo;
 use crate::sfu::messages::MediaEvent;
 
 impl Worker {
@@ -33,7 +31,9 @@ impl Worker {
         {
             return;
         }
-        let mut api = t.rtc.sdp_api();
+        let Some(conn) = t.conn.recv() else {
+            return;
+        };
         let mut added = Vec::new();
         let mut infos = Vec::new();
         for cid in t.pending_add.drain(..) {
@@ -43,17 +43,7 @@ impl Worker {
             let Some(p) = self.producers.get(&c.producer) else {
                 continue;
             };
-            let kind = match p.kind {
-                MediaKind::Audio => SdpKind::Audio,
-                MediaKind::Video => SdpKind::Video,
-            };
-            let mid = api.add_media(
-                kind,
-                SdpDirection::SendOnly,
-                Some(p.peer.to_string()),
-                Some(p.id.to_string()),
-                None,
-            );
+            let mid = conn.add_line(p.kind, p.peer.as_str(), p.id.as_str());
             c.mid = Some(mid);
             t.consumers_by_mid.insert(mid, cid.clone());
             infos.push(ConsumerInfo {
@@ -68,20 +58,15 @@ impl Worker {
             added.push(cid);
         }
         for mid in t.pending_inactive.drain(..) {
-            api.set_direction(mid, SdpDirection::Inactive);
+            conn.set_inactive(mid);
         }
-        let Some((offer, pending)) = api.apply() else {
-            return;
-        };
-        t.in_flight = Some(InFlight {
-            pending,
-            consumers: added,
-        });
+        let offer = conn.offer();
+        t.in_flight = Some(InFlight { consumers: added });
         let peer = t.peer.clone();
         self.notify_peer(
             &peer,
             MediaEvent::RecvOffer {
-                sdp: offer.to_sdp_string(),
+                sdp: offer,
                 consumers: infos,
             },
         );

@@ -14,7 +14,7 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::Input;
 use tracing::{debug, trace, warn};
 
-use super::{TKey, Worker};
+use super::{Conn, TKey, Worker};
 use crate::ids::ConsumerId;
 use crate::model::Direction;
 
@@ -212,12 +212,14 @@ impl Worker {
         let Ok(contents) = DatagramRecv::try_from(data) else {
             return;
         };
+        let now = Instant::now();
+        let destination = self.candidate_addr;
         let input = Input::Receive(
-            Instant::now(),
+            now,
             Receive {
                 proto,
                 source,
-                destination: self.candidate_addr,
+                destination,
                 contents,
             },
         );
@@ -228,12 +230,12 @@ impl Worker {
             .filter(|k| {
                 self.transports
                     .get(k)
-                    .is_some_and(|t| !t.dead && t.rtc.accepts(&input))
+                    .is_some_and(|t| !t.dead && t.conn.accepts(&input, source, data))
             })
             .or_else(|| {
                 self.transports
                     .iter()
-                    .find(|(_, t)| !t.dead && t.rtc.accepts(&input))
+                    .find(|(_, t)| !t.dead && t.conn.accepts(&input, source, data))
                     .map(|(k, _)| *k)
             });
         let Some(key) = routed else {
@@ -245,9 +247,16 @@ impl Worker {
             return;
         };
         t.remotes.insert(source);
-        if let Err(e) = t.rtc.handle_input(input) {
+        let handled = match &mut t.conn {
+            Conn::Send(rtc) => rtc.handle_input(input).map_err(|e| e.to_string()),
+            Conn::Recv(c) => c
+                .handle_datagram(now, proto, source, destination, data)
+                .map_err(|e| e.to_string()),
+            Conn::Broken => Ok(()),
+        };
+        if let Err(e) = handled {
             warn!(peer = %t.peer, "transport input error: {e}");
-            t.rtc.disconnect();
+            t.conn.disconnect();
         }
         if t.direction == Direction::Send {
             // In RTP mode str0m holds one received packet until the next poll, and a second
