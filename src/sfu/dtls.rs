@@ -44,9 +44,9 @@ thread_local! {
     static BUILDING: RefCell<Option<KeySlot>> = const { RefCell::new(None) };
 }
 
-/// Runs `build` (which builds one str0m `Rtc`) so that the DTLS instance created inside it
+/// Runs `build` (which makes one DTLS instance of [`SharedDtls`]) so that the instance created inside it
 /// reports its keys to the returned slot. str0m creates the instance synchronously in
-/// `RtcConfig::build`, on the calling thread.
+/// `RtcConfig::build`, on the calling thread, as does `RecvConn::new` (`sfu::recv`).
 pub fn capture_keys<R>(build: impl FnOnce() -> R) -> (R, KeySlot) {
     let slot = KeySlot::default();
     BUILDING.with(|b| *b.borrow_mut() = Some(slot.clone()));

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use actix::Recipient;
 use str0m::config::DtlsCert;
+use str0m::ice::StunMessage;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::net::Protocol;
 use str0m::rtp::Ssrc;
@@ -260,11 +261,12 @@ impl Conn {
         }
     }
 
-    /// True when the datagram (`input` is its str0m form) belongs to this connection.
-    fn accepts(&self, input: &Input, source: SocketAddr, data: &[u8]) -> bool {
+    /// True when the datagram belongs to this connection: `input` is its str0m form, `stun`
+    /// the datagram parsed as STUN when it is STUN.
+    fn accepts(&self, input: &Input, source: SocketAddr, stun: Option<&StunMessage>) -> bool {
         match self {
             Conn::Send(rtc) => rtc.accepts(input),
-            Conn::Recv(c) => c.accepts(source, data),
+            Conn::Recv(c) => c.accepts(source, stun),
             Conn::Broken => false,
         }
     }
@@ -798,6 +800,11 @@ impl Worker {
                     ConnOutput::Timeout(at) => Polled::Timeout(at),
                     ConnOutput::Transmit(tx) => Polled::Transmit(tx),
                     ConnOutput::Connected => Polled::Event(Event::Connected),
+                    ConnOutput::Nominated(proto, destination) => {
+                        // Where the egress sends, also when ICE moves to another pair.
+                        t.media_dest = Some((proto, destination));
+                        continue;
+                    }
                     ConnOutput::Ice(state) => Polled::Event(Event::IceConnectionStateChange(state)),
                 },
                 // Not alive: handled above.

@@ -24,28 +24,35 @@ use str0m::net::{Protocol, Transmit};
 use str0m::{Candidate, IceConnectionState};
 use tracing::debug;
 
-use super::sdp::{self, Answer, OfferDirection, OfferLine, OfferSession, Setup};
+use super::sdp::{self, Answer, AnswerMedia, OfferDirection, OfferLine, OfferSession};
 use crate::model::MediaKind;
 use crate::sfu::dtls::{self, KeySlot};
 use crate::sfu::egress::{ExtIds, StreamSpec};
 
 /// The MTU DTLS fragments its flights to: str0m's default for `Rtc`.
 const DTLS_MTU: usize = str0m::DATAGRAM_MTU_TARGET;
-/// DTLS datagrams that arrive before the answer says which side starts the handshake: a
-/// browser's ClientHello and its retransmissions. Kept until the answer, not more.
-const MAX_EARLY_DTLS: usize = 4;
 /// DTLS records are at most this large here (the MTU above, with room to spare).
 const DTLS_BUF: usize = 2048;
 
 /// Why a connection failed or refused an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
+    /// BUNDLE: every offered m-line must be in the answer.
     #[error("the answer has no m-line for mid '{0}'")]
     MissingMid(String),
+    /// The answer has m-lines the offer did not have.
+    #[error("the answer has {answered} m-lines, the offer {offered}")]
+    TooManyLines { answered: usize, offered: usize },
+    /// A later answer changed what the first one fixed (no ICE restart, one DTLS session).
+    #[error("the answer changes the {0} of the connection")]
+    AnswerChanged(&'static str),
+    /// A fingerprint hash this server does not compute.
     #[error("the answer's fingerprint uses '{0}', which this server cannot check")]
     UnsupportedFingerprint(String),
+    /// The peer's certificate is not the one its answer announced.
     #[error("the peer's DTLS certificate does not match the fingerprint of its answer")]
     FingerprintMismatch,
+    /// The DTLS library refused a packet or a timeout; its message.
     #[error("DTLS: {0}")]
     Dtls(String),
 }
@@ -57,10 +64,22 @@ pub enum ConnOutput {
     Transmit(Transmit),
     /// DTLS is up: the SRTP keys are in the connection's [`KeySlot`].
     Connected,
+    /// ICE chose where to send: the egress sends media there from now on.
+    Nominated(Protocol, SocketAddr),
     /// ICE changed state (`Disconnected`: the subscriber stopped its consent checks).
     Ice(IceConnectionState),
     /// Nothing more until this time, or an input.
     Timeout(Instant),
+}
+
+/// What the subscriber accepted on one m-line: what the egress needs, nothing more of the
+/// answer is kept.
+#[derive(Debug)]
+struct Accepted {
+    mid: String,
+    /// Our payload types it accepted (a subset of what we offered).
+    pts: Vec<u8>,
+    exts: ExtIds,
 }
 
 /// A recv transport's connection: see the module documentation.
@@ -69,30 +88,36 @@ pub struct RecvConn {
     dtls: Box<dyn DtlsInstance>,
     /// Our certificate's SHA-256, for the offer's `a=fingerprint`.
     fingerprint: Vec<u8>,
-    /// The answer's `a=fingerprint` (algorithm, digest), checked against the peer's
-    /// certificate.
-    remote_fingerprint: Option<(String, Vec<u8>)>,
-    /// The side DTLS plays, once an answer said it (true: we start the handshake).
+    /// The first answer's ICE credentials and `a=fingerprint` (algorithm, digest): later
+    /// answers must repeat them; the peer's certificate must match the fingerprint.
+    remote: Option<(IceCreds, (String, Vec<u8>))>,
+    /// Our DTLS side, from the first answer (true: we start the handshake). None: DTLS has
+    /// not started, and DTLS datagrams are dropped (none can come before: the client sends
+    /// DTLS only after an ICE check succeeded, and checks wait for the answer's credentials).
     dtls_active: Option<bool>,
+    /// The handshake finished (reported once as [`ConnOutput::Connected`]).
     dtls_connected: bool,
+    /// When DTLS wants `handle_timeout` (retransmissions), as it last said.
     dtls_timeout: Option<Instant>,
-    /// DTLS datagrams received before the answer.
-    early_dtls: Vec<Vec<u8>>,
     /// DTLS datagrams waiting for ICE to nominate a pair.
     dtls_out: VecDeque<Vec<u8>>,
-    /// Where to send: the pair ICE nominated.
+    /// Where to send: the pair ICE nominated (protocol, our address, the peer's).
     send: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// Events for [`Self::poll_output`], in order.
     events: VecDeque<ConnOutput>,
+    /// False once closed or failed: nothing more is sent or accepted.
     alive: bool,
     /// Why the connection stopped, for the caller of the input that stopped it.
     failure: Option<ConnError>,
-    candidates: Vec<Candidate>,
+    /// The offer's `o=` session id and version (one more per offer).
     session_id: u64,
     version: u64,
+    /// The mid of the next m-line.
     next_mid: u32,
     /// Every m-line offered so far, in order (m-lines are never removed).
     lines: Vec<OfferLine>,
-    answer: Option<Answer>,
+    /// What the last answer accepted, per m-line.
+    accepted: Vec<Accepted>,
 }
 
 impl std::fmt::Debug for RecvConn {
@@ -125,13 +150,13 @@ impl RecvConn {
     /// SRTP keys when DTLS is up.
     pub fn new(
         cert: &DtlsCert,
-        candidates: Vec<Candidate>,
+        candidates: &[Candidate],
         now: Instant,
     ) -> Result<(Self, KeySlot), ConnError> {
         let provider = dtls::crypto_provider();
         let mut ice = IceAgent::with_hmac(IceCreds::new(), provider.sha1_hmac_provider);
         ice.set_ice_lite(true);
-        for c in &candidates {
+        for c in candidates {
             ice.add_local_candidate(c.clone());
         }
         let (made, keys) = dtls::capture_keys(|| {
@@ -145,22 +170,20 @@ impl RecvConn {
             ice,
             dtls,
             fingerprint,
-            remote_fingerprint: None,
+            remote: None,
             dtls_active: None,
             dtls_connected: false,
             dtls_timeout: None,
-            early_dtls: Vec::new(),
             dtls_out: VecDeque::new(),
             send: None,
             events: VecDeque::new(),
             alive: true,
             failure: None,
-            candidates,
             session_id: rand::random::<u64>() >> 1,
             version: 0,
             next_mid: 0,
             lines: Vec::new(),
-            answer: None,
+            accepted: Vec::new(),
         };
         Ok((conn, keys))
     }
@@ -216,12 +239,14 @@ impl RecvConn {
     pub fn offer(&mut self) -> String {
         self.version += 1;
         let ice = self.ice.local_credentials();
+        // The agent's candidates, as it adjusted them (priorities, ufrag).
+        let candidates: Vec<Candidate> = self.ice.local_candidates().collect();
         sdp::write_offer(
             &OfferSession {
                 ufrag: &ice.ufrag,
                 pwd: &ice.pass,
                 fingerprint: ("sha-256", &self.fingerprint),
-                candidates: &self.candidates,
+                candidates: &candidates,
                 session_id: self.session_id,
                 version: self.version,
             },
@@ -230,9 +255,16 @@ impl RecvConn {
         )
     }
 
-    /// The subscriber's answer to the last offer. The first one starts DTLS on the side it
-    /// chose.
-    pub fn accept_answer(&mut self, answer: Answer) -> Result<(), ConnError> {
+    /// The subscriber's answer to the last offer. The first one gives the peer's ICE
+    /// credentials and fingerprint and starts DTLS on the side it chose; later ones must
+    /// keep them.
+    pub fn accept_answer(&mut self, answer: Answer, now: Instant) -> Result<(), ConnError> {
+        if answer.media.len() > self.lines.len() {
+            return Err(ConnError::TooManyLines {
+                answered: answer.media.len(),
+                offered: self.lines.len(),
+            });
+        }
         if let Some(l) = self
             .lines
             .iter()
@@ -240,27 +272,46 @@ impl RecvConn {
         {
             return Err(ConnError::MissingMid(l.mid.clone()));
         }
-        self.ice.set_remote_credentials(IceCreds {
+        let creds = IceCreds {
             ufrag: answer.ufrag.clone(),
             pass: answer.pwd.clone(),
-        });
-        self.remote_fingerprint = Some(answer.fingerprint.clone());
+        };
+        match &self.remote {
+            Some((c, _)) if *c != creds => return Err(ConnError::AnswerChanged("ICE credentials")),
+            Some((_, f)) if *f != answer.fingerprint => {
+                return Err(ConnError::AnswerChanged("DTLS fingerprint"))
+            }
+            Some(_) => {}
+            None => {
+                self.ice.set_remote_credentials(creds.clone());
+                self.remote = Some((creds, answer.fingerprint.clone()));
+            }
+        }
+        self.accepted = self
+            .lines
+            .iter()
+            .filter_map(|l| answer.media.iter().find(|m| m.mid == l.mid))
+            .map(|m| accepted(m, codecs()))
+            .collect();
         if self.dtls_active.is_none() {
-            // We offered actpass: the answer's side decides. Browsers answer active.
-            let active = answer.setup == Setup::Passive;
+            // We offered actpass: the answer's side decides (browsers answer active, str0m
+            // passive).
+            let active = answer.offerer_is_dtls_client();
             self.dtls_active = Some(active);
             self.dtls.set_active(active);
-            let now = Instant::now();
             self.dtls
                 .handle_timeout(now)
                 .map_err(|e| ConnError::Dtls(e.to_string()))?;
-            for early in std::mem::take(&mut self.early_dtls) {
-                // A stale retransmission may be refused: the handshake goes on.
-                let _ = self.dtls.handle_packet(&early);
+            if active {
+                // An empty datagram makes the client write its ClientHello now (as str0m's
+                // `Rtc` does).
+                let _ = self.dtls.handle_packet(&[]);
             }
             self.drain_dtls();
         }
-        self.answer = Some(answer);
+        // Checks that came before the credentials are answered now.
+        self.ice.handle_timeout(now);
+        self.drain_ice();
         self.check()
     }
 
@@ -271,27 +322,16 @@ impl RecvConn {
         let ours = codecs().match_params(params)?;
         let (pt, rtx_pt, clock_rate) = (ours.pt(), ours.resend(), ours.spec().clock_rate.get());
         let line = self.lines.iter().find(|l| l.mid == *mid)?;
-        let answered = self
-            .answer
-            .as_ref()?
-            .media
-            .iter()
-            .find(|m| m.mid == *mid && !m.rejected)?;
-        if !answered.accepts(*pt) {
+        let accepted = self.accepted.iter().find(|a| a.mid == *mid)?;
+        if !accepted.pts.contains(&*pt) {
             return None;
         }
         let rtx = line
             .rtx_ssrc
             .zip(rtx_pt)
-            .filter(|(_, p)| answered.accepts(**p))
+            .filter(|(_, p)| accepted.pts.contains(&**p))
             .map(|(s, p)| (s, *p));
-        let exts = ExtIds {
-            mid: answered.ext_id(sdp::URI_MID),
-            abs_send_time: answered.ext_id(sdp::URI_ABS_SEND_TIME),
-            transport_cc: answered.ext_id(sdp::URI_TRANSPORT_CC),
-            audio_level: answered.ext_id(sdp::URI_AUDIO_LEVEL),
-            video_orientation: answered.ext_id(sdp::URI_VIDEO_ORIENTATION),
-        };
+        let exts = accepted.exts;
         let spec = StreamSpec {
             mid,
             ssrc: line.ssrc,
@@ -331,56 +371,43 @@ impl RecvConn {
 
     // ------------------------------------------------------------------ datagrams
 
-    /// True when the datagram from `source` belongs to this connection.
-    pub fn accepts(&self, source: SocketAddr, data: &[u8]) -> bool {
+    /// True when the datagram from `source` belongs to this connection; `stun` is the
+    /// datagram parsed as STUN, when it is STUN (parsed once for all connections).
+    pub fn accepts(&self, source: SocketAddr, stun: Option<&StunMessage>) -> bool {
         if !self.alive {
             return false;
         }
         if self.send.is_some_and(|(_, _, to)| to == source) {
             return true;
         }
-        if is_stun(data) {
-            return StunMessage::parse(data).is_ok_and(|m| self.ice.accepts_message(&m));
+        match stun {
+            Some(m) => self.ice.accepts_message(m),
+            None => self.ice.has_viable_remote_candidate(source),
         }
-        self.ice.has_viable_remote_candidate(source)
     }
 
-    /// A STUN or DTLS datagram for this connection (its SRTCP goes to the egress).
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), ConnError> {
+    /// A STUN message for this connection: a consent check of the subscriber, mostly.
+    pub fn handle_stun(&mut self, now: Instant, packet: StunPacket) {
         if !self.alive {
+            return;
+        }
+        self.ice.handle_packet(now, packet);
+        // An ICE-lite agent nominates and changes state in its timeout handling (as str0m's
+        // `Rtc` runs it after every datagram): without this, DTLS would wait for the next
+        // deadline, up to seconds.
+        self.ice.handle_timeout(now);
+        self.drain_ice();
+    }
+
+    /// A DTLS datagram for this connection (its SRTCP goes to the egress).
+    pub fn handle_dtls(&mut self, now: Instant, data: &[u8]) -> Result<(), ConnError> {
+        if !self.alive || self.dtls_active.is_none() {
             return Ok(());
         }
-        if is_stun(data) {
-            let Ok(message) = StunMessage::parse(data) else {
-                return Ok(());
-            };
-            self.ice.handle_packet(
-                now,
-                StunPacket {
-                    proto,
-                    source,
-                    destination,
-                    message,
-                },
-            );
-            self.drain_ice();
-            return Ok(());
-        }
-        if !is_dtls(data) {
-            return Ok(());
-        }
-        if self.dtls_active.is_none() {
-            if self.early_dtls.len() < MAX_EARLY_DTLS {
-                self.early_dtls.push(data.to_vec());
-            }
-            return Ok(());
+        // dimpl counts its flight and handshake timers from the time it was last told.
+        if let Err(e) = self.dtls.handle_timeout(now) {
+            self.alive = false;
+            return Err(ConnError::Dtls(e.to_string()));
         }
         let handled = self.dtls.handle_packet(data);
         // A packet DTLS refused may still have moved its state: read what it has.
@@ -450,6 +477,8 @@ impl RecvConn {
                 } => {
                     debug!(%destination, ?proto, "ICE nominated");
                     self.send = Some((proto, source, destination));
+                    self.events
+                        .push_back(ConnOutput::Nominated(proto, destination));
                 }
                 IceAgentEvent::DiscoveredRecv { .. } | IceAgentEvent::IceRestart(_) => {}
             }
@@ -498,7 +527,7 @@ impl RecvConn {
     /// The peer's certificate against its answer's fingerprint (RFC 8122 §5).
     fn verify(&self, der: &[u8]) -> Result<(), ConnError> {
         use aws_lc_rs::digest;
-        let Some((alg, expected)) = &self.remote_fingerprint else {
+        let Some((_, (alg, expected))) = &self.remote else {
             return Err(ConnError::FingerprintMismatch);
         };
         let algorithm = match alg.as_str() {
@@ -527,15 +556,43 @@ impl RecvConn {
     }
 }
 
+/// What `m` accepted of our offer: the payload types of `codecs` it kept, and the ids of the
+/// header extensions the egress writes.
+fn accepted(m: &AnswerMedia, codecs: &CodecConfig) -> Accepted {
+    let pts = if m.rejected {
+        Vec::new()
+    } else {
+        codecs
+            .params()
+            .iter()
+            .flat_map(|p| [Some(*p.pt()), p.resend().map(|r| *r)])
+            .flatten()
+            .filter(|pt| m.accepts(*pt))
+            .collect()
+    };
+    Accepted {
+        mid: m.mid.clone(),
+        pts,
+        exts: ExtIds {
+            mid: m.ext_id(sdp::URI_MID),
+            abs_send_time: m.ext_id(sdp::URI_ABS_SEND_TIME),
+            transport_cc: m.ext_id(sdp::URI_TRANSPORT_CC),
+            audio_level: m.ext_id(sdp::URI_AUDIO_LEVEL),
+            video_orientation: m.ext_id(sdp::URI_VIDEO_ORIENTATION),
+        },
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
 
-/// RFC 7983: STUN starts with 0-3, DTLS with 20-63.
-fn is_stun(data: &[u8]) -> bool {
+/// RFC 7983: STUN starts with 0-3.
+pub fn is_stun(data: &[u8]) -> bool {
     data.first().is_some_and(|b| *b < 4)
 }
 
-fn is_dtls(data: &[u8]) -> bool {
+/// RFC 7983: DTLS starts with 20-63.
+pub fn is_dtls(data: &[u8]) -> bool {
     data.first().is_some_and(|b| (20..64).contains(b))
 }

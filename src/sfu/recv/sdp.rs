@@ -804,10 +804,12 @@ fn parse_extmap(arg: &str) -> Option<(u8, String)> {
 /// Checks mids and resolves the transport attributes of the whole answer.
 fn finish(session: TransportAttrs, sections: Vec<Section>) -> Result<Answer, SdpError> {
     let mut media: Vec<AnswerMedia> = Vec::with_capacity(sections.len());
+    // A set, not a scan of the lines before: a hostile answer may have thousands of m-lines.
+    let mut mids = std::collections::HashSet::with_capacity(sections.len());
     let mut transport = session;
     for (index, section) in sections.into_iter().enumerate() {
         let (m, level) = section.finish(index)?;
-        if media.iter().any(|prev| prev.mid == m.mid) {
+        if !mids.insert(m.mid.clone()) {
             return Err(SdpError::DuplicateMid(excerpt(&m.mid)));
         }
         transport = transport.or(&level);

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::crypto::dtls::DtlsProvider;
 use str0m::format::Codec;
+use str0m::ice::{StunMessage, StunPacket};
 use str0m::media::Mid;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::conn::{codecs, ConnError, ConnOutput, RecvConn};
-use super::sdp::parse_answer;
+use super::conn::{codecs, is_dtls, is_stun, ConnError, ConnOutput, RecvConn};
+use super::sdp::{parse_answer, Setup};
 use crate::model::MediaKind;
 use crate::sfu::dtls;
 
@@ -20,81 +21,151 @@ fn server_addr() -> SocketAddr {
     "127.0.0.1:40000".parse().unwrap()
 }
 
+fn client_addr() -> SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
+}
+
 /// A connection offering an audio and a video m-line, and a str0m client that answered.
 fn pair(now: Instant) -> (RecvConn, crate::sfu::dtls::KeySlot, Rtc, String, [Mid; 2]) {
     let cert = dtls::shared().generate_certificate().unwrap();
     let candidates = vec![Candidate::host(server_addr(), "udp").unwrap()];
-    let (mut conn, keys) = RecvConn::new(&cert, candidates, now).unwrap();
+    let (mut conn, keys) = RecvConn::new(&cert, &candidates, now).unwrap();
     let audio = conn.add_line(MediaKind::Audio, "peer-a", "prod-a");
     let video = conn.add_line(MediaKind::Video, "peer-a", "prod-v");
     let offer = conn.offer();
     let mut client = Rtc::builder().build(now);
-    client.add_local_candidate(Candidate::host("127.0.0.1:50000".parse().unwrap(), "udp").unwrap());
+    client.add_local_candidate(Candidate::host(client_addr(), "udp").unwrap());
     let offer = SdpOffer::from_sdp_string(&offer).unwrap();
     let answer = client.sdp_api().accept_offer(offer).unwrap();
     (conn, keys, client, answer.to_sdp_string(), [audio, video])
 }
 
-/// Runs both ends for up to two simulated seconds; whether each saw its connection up.
+/// Runs both ends for up to two simulated seconds: each is given time only when the
+/// deadline it asked for comes (as the worker does), datagrams arrive at once. Whether each
+/// saw its connection up.
 fn run(conn: &mut RecvConn, client: &mut Rtc, start: Instant) -> (bool, bool) {
+    run_timed(conn, client, start).0
+}
+
+/// [`run`], the simulated time it took, and where the connection last said to send media.
+fn run_timed(
+    conn: &mut RecvConn,
+    client: &mut Rtc,
+    start: Instant,
+) -> ((bool, bool), Duration, Option<SocketAddr>) {
     let (mut conn_up, mut client_up) = (false, false);
-    let mut now = start;
-    for _ in 0..200 {
-        now += Duration::from_millis(10);
-        client.handle_input(Input::Timeout(now)).unwrap();
-        let _ = conn.handle_timeout(now);
-        loop {
-            match client.poll_output().unwrap() {
-                Output::Transmit(tx) => {
-                    if conn.accepts(tx.source, &tx.contents) {
-                        let _ = conn.handle_datagram(
-                            now,
-                            tx.proto,
-                            tx.source,
-                            tx.destination,
-                            &tx.contents,
-                        );
-                    }
-                }
-                Output::Event(Event::Connected) => client_up = true,
-                Output::Event(_) => {}
-                Output::Timeout(_) => break,
-            }
+    let mut nominated = None;
+    let (mut now, mut conn_at, mut client_at) = (start, start, start);
+    while now < start + Duration::from_secs(2) {
+        if client_at <= now {
+            client.handle_input(Input::Timeout(now)).unwrap();
+        }
+        if conn_at <= now {
+            let _ = conn.handle_timeout(now);
         }
         loop {
-            match conn.poll_output() {
-                ConnOutput::Transmit(tx) => {
-                    let input = Input::Receive(
-                        now,
-                        Receive {
-                            proto: Protocol::Udp,
-                            source: tx.source,
-                            destination: tx.destination,
-                            contents: DatagramRecv::try_from(&tx.contents[..]).unwrap(),
-                        },
-                    );
-                    if client.accepts(&input) {
-                        client.handle_input(input).unwrap();
+            let mut moved = false;
+            loop {
+                match client.poll_output().unwrap() {
+                    Output::Transmit(tx) => {
+                        moved = true;
+                        to_conn(conn, now, tx.source, tx.destination, &tx.contents);
+                    }
+                    Output::Event(Event::Connected) => client_up = true,
+                    Output::Event(_) => {}
+                    Output::Timeout(at) => {
+                        client_at = at;
+                        break;
                     }
                 }
-                ConnOutput::Connected => conn_up = true,
-                ConnOutput::Ice(_) => {}
-                ConnOutput::Timeout(_) => break,
+            }
+            loop {
+                match conn.poll_output() {
+                    ConnOutput::Transmit(tx) => {
+                        moved = true;
+                        let input = Input::Receive(
+                            now,
+                            Receive {
+                                proto: Protocol::Udp,
+                                source: tx.source,
+                                destination: tx.destination,
+                                contents: DatagramRecv::try_from(&tx.contents[..]).unwrap(),
+                            },
+                        );
+                        if client.accepts(&input) {
+                            client.handle_input(input).unwrap();
+                        }
+                    }
+                    ConnOutput::Connected => conn_up = true,
+                    ConnOutput::Nominated(_, to) => nominated = Some(to),
+                    ConnOutput::Ice(_) => {}
+                    ConnOutput::Timeout(at) => {
+                        conn_at = at;
+                        break;
+                    }
+                }
+            }
+            if !moved {
+                break;
             }
         }
         if conn_up && client_up {
             break;
         }
+        now = conn_at.min(client_at).max(now + Duration::from_millis(1));
     }
-    (conn_up, client_up)
+    ((conn_up, client_up), now - start, nominated)
+}
+
+/// A datagram from the client, routed as the worker routes it.
+fn to_conn(
+    conn: &mut RecvConn,
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) {
+    let stun = is_stun(data)
+        .then(|| StunMessage::parse(data).ok())
+        .flatten();
+    if !conn.accepts(source, stun.as_ref()) {
+        return;
+    }
+    match stun {
+        Some(message) => conn.handle_stun(
+            now,
+            StunPacket {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                message,
+            },
+        ),
+        None if is_dtls(data) => {
+            let _ = conn.handle_dtls(now, data);
+        }
+        None => {}
+    }
 }
 
 #[test]
 fn a_str0m_answerer_connects_and_the_keys_and_streams_are_ready() {
     let now = Instant::now();
     let (mut conn, keys, mut client, answer, [audio, video]) = pair(now);
-    conn.accept_answer(parse_answer(&answer).unwrap()).unwrap();
-    assert_eq!(run(&mut conn, &mut client, now), (true, true));
+    let parsed = parse_answer(&answer).unwrap();
+    // str0m answers passive: the server starts the handshake.
+    assert_eq!(parsed.setup, Setup::Passive);
+    conn.accept_answer(parsed, now).unwrap();
+    let (up, took, nominated) = run_timed(&mut conn, &mut client, now);
+    assert_eq!(up, (true, true));
+    // The egress sends media where ICE nominated: the client's candidate.
+    assert_eq!(nominated, Some(client_addr()));
+    // A few round trips of simulated time, not a DTLS retransmission timeout (1 s): the
+    // server wrote its ClientHello as soon as ICE let it.
+    assert!(
+        took < Duration::from_millis(200),
+        "connected after {took:?}"
+    );
     assert!(keys.keys().is_some_and(|k| k.is_ok()), "SRTP keys exported");
     assert!(conn.is_alive());
 
@@ -146,7 +217,8 @@ fn a_certificate_that_does_not_match_the_answer_stops_the_connection() {
         .collect::<Vec<_>>()
         .join("\r\n")
         + "\r\n";
-    conn.accept_answer(parse_answer(&forged).unwrap()).unwrap();
+    conn.accept_answer(parse_answer(&forged).unwrap(), now)
+        .unwrap();
     let (conn_up, _) = run(&mut conn, &mut client, now);
     assert!(!conn_up);
     assert!(!conn.is_alive());
@@ -159,11 +231,12 @@ fn an_answer_missing_an_offered_m_line_is_refused() {
     // Cut the answer before its second m-line.
     let cut = answer.find("m=video").unwrap();
     let err = conn
-        .accept_answer(parse_answer(&answer[..cut]).unwrap())
+        .accept_answer(parse_answer(&answer[..cut]).unwrap(), now)
         .unwrap_err();
     assert_eq!(err, ConnError::MissingMid(video.to_string()));
     // The full answer is still welcome afterwards.
-    conn.accept_answer(parse_answer(&answer).unwrap()).unwrap();
+    conn.accept_answer(parse_answer(&answer).unwrap(), now)
+        .unwrap();
 }
 
 #[test]
@@ -176,16 +249,18 @@ fn stun_and_dtls_from_strangers_are_not_accepted() {
     stun.extend_from_slice(&[7; 12]);
     stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
     stun.extend_from_slice(b"abcd:efg");
-    assert!(!conn.accepts(stranger, &stun));
-    assert!(!conn.accepts(stranger, &[22, 254, 253, 0, 0]));
-    assert!(!conn.accepts(stranger, &[]));
+    let parsed = StunMessage::parse(&stun);
+    assert!(parsed.as_ref().is_err() || !conn.accepts(stranger, parsed.as_ref().ok()));
+    // Not STUN (DTLS, or nothing) from an address ICE never checked.
+    assert!(!conn.accepts(stranger, None));
 }
 
 #[test]
 fn inactive_lines_stay_in_later_offers() {
     let now = Instant::now();
     let (mut conn, _keys, _client, answer, [audio, video]) = pair(now);
-    conn.accept_answer(parse_answer(&answer).unwrap()).unwrap();
+    conn.accept_answer(parse_answer(&answer).unwrap(), now)
+        .unwrap();
     conn.set_inactive(audio);
     let offer = conn.offer();
     let sections: Vec<&str> = offer.split("m=").skip(1).collect();
@@ -194,4 +269,37 @@ fn inactive_lines_stay_in_later_offers() {
     assert!(sections[0].contains("a=inactive"));
     assert!(sections[1].contains(&format!("a=mid:{video}")));
     assert!(sections[1].contains("a=sendonly"));
+}
+
+#[test]
+fn a_later_answer_must_keep_the_first_ones_credentials_and_fingerprint() {
+    let now = Instant::now();
+    let (mut conn, _keys, _client, answer, _) = pair(now);
+    let first = parse_answer(&answer).unwrap();
+    conn.accept_answer(first.clone(), now).unwrap();
+    // The same answer again (a renegotiation that changed nothing) is fine.
+    conn.accept_answer(first.clone(), now).unwrap();
+    let mut other_ufrag = first.clone();
+    other_ufrag.ufrag.push('x');
+    assert_eq!(
+        conn.accept_answer(other_ufrag, now),
+        Err(ConnError::AnswerChanged("ICE credentials"))
+    );
+    let mut other_cert = first.clone();
+    other_cert.fingerprint.1[0] ^= 1;
+    assert_eq!(
+        conn.accept_answer(other_cert, now),
+        Err(ConnError::AnswerChanged("DTLS fingerprint"))
+    );
+    // Lines nobody offered.
+    let mut more = first;
+    let extra = more.media[0].clone();
+    more.media.push(extra);
+    assert_eq!(
+        conn.accept_answer(more, now),
+        Err(ConnError::TooManyLines {
+            answered: 3,
+            offered: 2
+        })
+    );
 }

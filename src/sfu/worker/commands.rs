@@ -159,7 +159,7 @@ impl Worker {
             Direction::Recv => match self
                 .dtls_cert
                 .as_ref()
-                .map(|cert| RecvConn::new(cert, candidates, now))
+                .map(|cert| RecvConn::new(cert, &candidates, now))
             {
                 Some(Ok((c, keys))) => (Conn::Recv(Box::new(c)), Some(keys)),
                 Some(Err(e)) => {
@@ -378,7 +378,7 @@ impl Worker {
             .recv()
             .ok_or_else(|| MediaError::UnknownPeer(peer.clone()))?;
         // A refused answer leaves the offer waiting: the client may answer again.
-        conn.accept_answer(answer)
+        conn.accept_answer(answer, Instant::now())
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         let in_flight = t.in_flight.take().ok_or(MediaError::NoPendingOffer)?;
         let mut wake = Vec::new();

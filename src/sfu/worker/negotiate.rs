@@ -57,8 +57,14 @@ impl Worker {
             });
             added.push(cid);
         }
+        let inactive = !t.pending_inactive.is_empty();
         for mid in t.pending_inactive.drain(..) {
             conn.set_inactive(mid);
+        }
+        if added.is_empty() && !inactive {
+            // Every consumer waiting for this offer closed before it went out: nothing to
+            // negotiate (an offer without m-lines would have no ICE or DTLS attributes).
+            return;
         }
         let offer = conn.offer();
         t.in_flight = Some(InFlight { consumers: added });
