@@ -253,8 +253,17 @@ impl Generator {
     pub fn start(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
+            let frame_interval = Duration::from_secs(1) / self.spec.fps.max(1);
             for t in &mut self.tracks {
-                t.next_at = now;
+                // Each track starts at a random point of its interval: independent cameras
+                // and microphones do not capture in step, and publishers that connected
+                // together would otherwise send their frames in the same millisecond, every
+                // frame, for the whole run.
+                let interval = match t.kind {
+                    Kind::Audio => AUDIO_PTIME,
+                    Kind::Video => frame_interval,
+                };
+                t.next_at = now + interval.mul_f64(rand::random::<f64>());
             }
         }
     }
@@ -389,9 +398,8 @@ mod tests {
         assert_eq!(find_stamp(&tail, true), Some(s));
     }
 
-    #[test]
-    fn frame_sizes_follow_the_bitrate() {
-        let spec = PublishSpec {
+    fn spec() -> PublishSpec {
+        PublishSpec {
             audio: true,
             video: true,
             simulcast: false,
@@ -403,7 +411,12 @@ mod tests {
             keyframe_interval: 0,
             ivf: None,
             rids_high_first: false,
-        };
+        }
+    }
+
+    #[test]
+    fn frame_sizes_follow_the_bitrate() {
+        let spec = spec();
         assert_eq!(spec.delta_bytes(1_200_000), 5_000);
         let now = Instant::now();
         let mut g = Generator::new(spec);
@@ -411,9 +424,26 @@ mod tests {
         g.add_track(Mid::from("1"), Kind::Video, now);
         g.start(now);
         let mut out = Vec::new();
-        g.due_frames(now, 5, &mut out);
+        // Both tracks' first frames are due within one video frame interval.
+        g.due_frames(now + Duration::from_millis(34), 5, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].data.len(), 80);
         assert_eq!(out[1].data.len(), 15_000, "first video frame is a keyframe");
+    }
+
+    #[test]
+    fn publishers_started_together_do_not_send_in_step() {
+        let now = Instant::now();
+        let firsts: Vec<Instant> = (0..20)
+            .map(|_| {
+                let mut g = Generator::new(spec());
+                g.add_track(Mid::from("1"), Kind::Video, now);
+                g.start(now);
+                g.next_due().expect("started")
+            })
+            .collect();
+        let interval = Duration::from_secs(1) / 30;
+        assert!(firsts.iter().all(|t| *t >= now && *t < now + interval));
+        assert!(firsts.iter().any(|t| *t != firsts[0]), "{firsts:?}");
     }
 }
