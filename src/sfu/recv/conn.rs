@@ -31,6 +31,8 @@ use crate::sfu::egress::{ExtIds, StreamSpec};
 
 /// The MTU DTLS fragments its flights to: str0m's default for `Rtc`.
 const DTLS_MTU: usize = str0m::DATAGRAM_MTU_TARGET;
+/// When nothing is planned, the connection asks for time again after this.
+const IDLE: Duration = Duration::from_secs(3600);
 /// DTLS records are at most this large here (the MTU above, with room to spare).
 const DTLS_BUF: usize = 2048;
 
@@ -107,6 +109,8 @@ pub struct RecvConn {
     events: VecDeque<ConnOutput>,
     /// False once closed or failed: nothing more is sent or accepted.
     alive: bool,
+    /// The latest time an input gave (sans-IO: the connection never reads the clock).
+    last_now: Instant,
     /// Why the connection stopped, for the caller of the input that stopped it.
     failure: Option<ConnError>,
     /// The offer's `o=` session id and version (one more per offer).
@@ -132,7 +136,8 @@ impl std::fmt::Debug for RecvConn {
     }
 }
 
-/// The codecs every recv transport offers: the same as the worker's str0m connections.
+/// The codecs of every transport: what recv transports offer, and what publishers' str0m
+/// connections accept (`worker::commands`).
 pub fn codecs() -> &'static CodecConfig {
     static CODECS: std::sync::OnceLock<CodecConfig> = std::sync::OnceLock::new();
     CODECS.get_or_init(|| {
@@ -178,6 +183,7 @@ impl RecvConn {
             send: None,
             events: VecDeque::new(),
             alive: true,
+            last_now: now,
             failure: None,
             session_id: rand::random::<u64>() >> 1,
             version: 0,
@@ -391,6 +397,7 @@ impl RecvConn {
         if !self.alive {
             return;
         }
+        self.last_now = self.last_now.max(now);
         self.ice.handle_packet(now, packet);
         // An ICE-lite agent nominates and changes state in its timeout handling (as str0m's
         // `Rtc` runs it after every datagram): without this, DTLS would wait for the next
@@ -404,6 +411,7 @@ impl RecvConn {
         if !self.alive || self.dtls_active.is_none() {
             return Ok(());
         }
+        self.last_now = self.last_now.max(now);
         // dimpl counts its flight and handshake timers from the time it was last told.
         if let Err(e) = self.dtls.handle_timeout(now) {
             self.alive = false;
@@ -421,6 +429,7 @@ impl RecvConn {
         if !self.alive {
             return Ok(());
         }
+        self.last_now = self.last_now.max(now);
         self.ice.handle_timeout(now);
         self.drain_ice();
         if self.dtls_timeout.is_some_and(|t| t <= now) {
@@ -441,7 +450,7 @@ impl RecvConn {
             return e;
         }
         if !self.alive {
-            return ConnOutput::Timeout(far_future());
+            return ConnOutput::Timeout(self.last_now + IDLE);
         }
         if let Some(t) = self.ice.poll_transmit() {
             return ConnOutput::Transmit(t);
@@ -460,7 +469,7 @@ impl RecvConn {
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or_else(far_future);
+            .unwrap_or(self.last_now + IDLE);
         ConnOutput::Timeout(next)
     }
 
@@ -581,10 +590,6 @@ fn accepted(m: &AnswerMedia, codecs: &CodecConfig) -> Accepted {
             video_orientation: m.ext_id(sdp::URI_VIDEO_ORIENTATION),
         },
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(3600)
 }
 
 /// RFC 7983: STUN starts with 0-3.

@@ -213,12 +213,10 @@ impl Worker {
             // One DTLS configuration for all transports: building one costs more than the
             // handshake (`sfu::dtls`).
             .set_crypto_provider(crate::sfu::dtls::crypto_provider())
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
             // The NACKs sent to the publisher ([`WorkerStats::nacks_sent`]).
             .set_stats_interval(Some(STATS_INTERVAL));
+        // The codecs subscribers are offered: what a publisher sends, they can receive.
+        *builder.codec_config() = crate::sfu::recv::conn::codecs().clone();
         if let Some(cert) = &self.dtls_cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
