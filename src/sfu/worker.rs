@@ -281,6 +281,14 @@ impl Conn {
         }
     }
 
+    /// Where a recv connection's egress sends: the pair its ICE nominated.
+    fn destination(&self) -> Option<(Protocol, SocketAddr)> {
+        match self {
+            Conn::Recv(c) => c.destination(),
+            Conn::Send(_) | Conn::Broken => None,
+        }
+    }
+
     /// A send transport's `Rtc`.
     fn rtc(&mut self) -> Option<&mut Rtc> {
         match self {
@@ -327,8 +335,6 @@ struct Transport {
     egress: Option<Box<Egress>>,
     /// Queued in `Worker::egress_dirty` for a flush of its egress.
     egress_dirty: bool,
-    /// Where the connection sends (the ICE pair it nominated): the egress sends there too.
-    media_dest: Option<(Protocol, SocketAddr)>,
     /// Remote addresses seen, to clean the route table.
     remotes: HashSet<SocketAddr>,
     /// NACK totals str0m last reported per incoming stream (mid, rid), so that only the
@@ -744,7 +750,7 @@ impl Worker {
         let Some(e) = t.egress.as_mut() else {
             return;
         };
-        let Some(dest) = t.media_dest else {
+        let Some(dest) = t.conn.destination() else {
             e.discard_queued();
             return;
         };
@@ -800,11 +806,6 @@ impl Worker {
                     ConnOutput::Timeout(at) => Polled::Timeout(at),
                     ConnOutput::Transmit(tx) => Polled::Transmit(tx),
                     ConnOutput::Connected => Polled::Event(Event::Connected),
-                    ConnOutput::Nominated(proto, destination) => {
-                        // Where the egress sends, also when ICE moves to another pair.
-                        t.media_dest = Some((proto, destination));
-                        continue;
-                    }
                     ConnOutput::Ice(state) => Polled::Event(Event::IceConnectionStateChange(state)),
                 },
                 // Not alive: handled above.
@@ -827,12 +828,6 @@ impl Worker {
                     return;
                 }
                 Polled::Transmit(tx) => {
-                    let first = tx.contents.first().copied().unwrap_or(0);
-                    if first > 3 {
-                        // Not STUN: DTLS goes on the pair ICE nominated, where the egress
-                        // sends media too.
-                        t.media_dest = Some((tx.proto, tx.destination));
-                    }
                     let dest = (tx.proto, tx.destination);
                     send(
                         &mut self.out,

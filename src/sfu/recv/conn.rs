@@ -66,8 +66,6 @@ pub enum ConnOutput {
     Transmit(Transmit),
     /// DTLS is up: the SRTP keys are in the connection's [`KeySlot`].
     Connected,
-    /// ICE chose where to send: the egress sends media there from now on.
-    Nominated(Protocol, SocketAddr),
     /// ICE changed state (`Disconnected`: the subscriber stopped its consent checks).
     Ice(IceConnectionState),
     /// Nothing more until this time, or an input.
@@ -197,6 +195,12 @@ impl RecvConn {
     /// Our ICE credentials (the offer's `a=ice-ufrag` and `a=ice-pwd`).
     pub fn local_ice_credentials(&self) -> &IceCreds {
         self.ice.local_credentials()
+    }
+
+    /// Where to send (protocol, the peer's address): the pair ICE nominated last. The egress
+    /// sends media there, also after ICE moved to another pair.
+    pub fn destination(&self) -> Option<(Protocol, SocketAddr)> {
+        self.send.map(|(proto, _, to)| (proto, to))
     }
 
     /// False once DTLS closed, the connection failed or [`Self::disconnect`] was called.
@@ -392,8 +396,38 @@ impl RecvConn {
         }
     }
 
+    /// A datagram [`Self::accepts`] took: `stun` is what [`parse_stun`] made of it. STUN goes
+    /// to ICE, DTLS to DTLS; anything else is not this connection's (its SRTCP goes to the
+    /// egress).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        stun: Option<StunMessage>,
+    ) -> Result<(), ConnError> {
+        match stun {
+            Some(message) => {
+                self.handle_stun(
+                    now,
+                    StunPacket {
+                        proto,
+                        source,
+                        destination,
+                        message,
+                    },
+                );
+                Ok(())
+            }
+            None if is_dtls(data) => self.handle_dtls(now, data),
+            None => Ok(()),
+        }
+    }
+
     /// A STUN message for this connection: a consent check of the subscriber, mostly.
-    pub fn handle_stun(&mut self, now: Instant, packet: StunPacket) {
+    fn handle_stun(&mut self, now: Instant, packet: StunPacket) {
         if !self.alive {
             return;
         }
@@ -406,17 +440,14 @@ impl RecvConn {
         self.drain_ice();
     }
 
-    /// A DTLS datagram for this connection (its SRTCP goes to the egress).
-    pub fn handle_dtls(&mut self, now: Instant, data: &[u8]) -> Result<(), ConnError> {
+    /// A DTLS datagram for this connection.
+    fn handle_dtls(&mut self, now: Instant, data: &[u8]) -> Result<(), ConnError> {
         if !self.alive || self.dtls_active.is_none() {
             return Ok(());
         }
         self.last_now = self.last_now.max(now);
         // dimpl counts its flight and handshake timers from the time it was last told.
-        if let Err(e) = self.dtls.handle_timeout(now) {
-            self.alive = false;
-            return Err(ConnError::Dtls(e.to_string()));
-        }
+        self.tick_dtls(now)?;
         let handled = self.dtls.handle_packet(data);
         // A packet DTLS refused may still have moved its state: read what it has.
         self.drain_dtls();
@@ -434,14 +465,19 @@ impl RecvConn {
         self.drain_ice();
         if self.dtls_timeout.is_some_and(|t| t <= now) {
             self.dtls_timeout = None;
-            if let Err(e) = self.dtls.handle_timeout(now) {
-                self.alive = false;
-                return Err(ConnError::Dtls(e.to_string()));
-            }
+            self.tick_dtls(now)?;
             self.drain_dtls();
             self.check()?;
         }
         Ok(())
+    }
+
+    /// Tells DTLS the time; a failure there leaves it unusable, and the connection stops.
+    fn tick_dtls(&mut self, now: Instant) -> Result<(), ConnError> {
+        self.dtls.handle_timeout(now).map_err(|e| {
+            self.alive = false;
+            ConnError::Dtls(e.to_string())
+        })
     }
 
     /// The next thing to do: send a datagram, report an event, or wait.
@@ -486,8 +522,6 @@ impl RecvConn {
                 } => {
                     debug!(%destination, ?proto, "ICE nominated");
                     self.send = Some((proto, source, destination));
-                    self.events
-                        .push_back(ConnOutput::Nominated(proto, destination));
                 }
                 IceAgentEvent::DiscoveredRecv { .. } | IceAgentEvent::IceRestart(_) => {}
             }
@@ -592,12 +626,16 @@ fn accepted(m: &AnswerMedia, codecs: &CodecConfig) -> Accepted {
     }
 }
 
-/// RFC 7983: STUN starts with 0-3.
-pub fn is_stun(data: &[u8]) -> bool {
-    data.first().is_some_and(|b| *b < 4)
+/// `data` as STUN, when it is STUN (RFC 7983: it starts with 0-3) and parses. Parsed once
+/// per datagram by the worker, then offered to each connection's [`RecvConn::accepts`].
+pub fn parse_stun(data: &[u8]) -> Option<StunMessage<'_>> {
+    data.first()
+        .is_some_and(|b| *b < 4)
+        .then(|| StunMessage::parse(data).ok())
+        .flatten()
 }
 
 /// RFC 7983: DTLS starts with 20-63.
-pub fn is_dtls(data: &[u8]) -> bool {
+fn is_dtls(data: &[u8]) -> bool {
     data.first().is_some_and(|b| (20..64).contains(b))
 }

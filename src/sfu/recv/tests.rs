@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::crypto::dtls::DtlsProvider;
-use str0m::format::Codec;
-use str0m::ice::{StunMessage, StunPacket};
+use str0m::format::{Codec, PayloadParams};
 use str0m::media::Mid;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::conn::{codecs, is_dtls, is_stun, ConnError, ConnOutput, RecvConn};
+use super::conn::{codecs, parse_stun, ConnError, ConnOutput, RecvConn};
 use super::sdp::{parse_answer, Setup};
 use crate::model::MediaKind;
 use crate::sfu::dtls;
@@ -47,14 +46,9 @@ fn run(conn: &mut RecvConn, client: &mut Rtc, start: Instant) -> (bool, bool) {
     run_timed(conn, client, start).0
 }
 
-/// [`run`], the simulated time it took, and where the connection last said to send media.
-fn run_timed(
-    conn: &mut RecvConn,
-    client: &mut Rtc,
-    start: Instant,
-) -> ((bool, bool), Duration, Option<SocketAddr>) {
+/// [`run`], and the simulated time it took.
+fn run_timed(conn: &mut RecvConn, client: &mut Rtc, start: Instant) -> ((bool, bool), Duration) {
     let (mut conn_up, mut client_up) = (false, false);
-    let mut nominated = None;
     let (mut now, mut conn_at, mut client_at) = (start, start, start);
     while now < start + Duration::from_secs(2) {
         if client_at <= now {
@@ -97,7 +91,6 @@ fn run_timed(
                         }
                     }
                     ConnOutput::Connected => conn_up = true,
-                    ConnOutput::Nominated(_, to) => nominated = Some(to),
                     ConnOutput::Ice(_) => {}
                     ConnOutput::Timeout(at) => {
                         conn_at = at;
@@ -114,7 +107,7 @@ fn run_timed(
         }
         now = conn_at.min(client_at).max(now + Duration::from_millis(1));
     }
-    ((conn_up, client_up), now - start, nominated)
+    ((conn_up, client_up), now - start)
 }
 
 /// A datagram from the client, routed as the worker routes it.
@@ -125,27 +118,19 @@ fn to_conn(
     destination: SocketAddr,
     data: &[u8],
 ) {
-    let stun = is_stun(data)
-        .then(|| StunMessage::parse(data).ok())
-        .flatten();
-    if !conn.accepts(source, stun.as_ref()) {
-        return;
+    let stun = parse_stun(data);
+    if conn.accepts(source, stun.as_ref()) {
+        let _ = conn.handle_datagram(now, Protocol::Udp, source, destination, data, stun);
     }
-    match stun {
-        Some(message) => conn.handle_stun(
-            now,
-            StunPacket {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                message,
-            },
-        ),
-        None if is_dtls(data) => {
-            let _ = conn.handle_dtls(now, data);
-        }
-        None => {}
-    }
+}
+
+/// Our payload parameters of `codec`.
+fn ours(codec: Codec) -> PayloadParams {
+    *codecs()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == codec)
+        .unwrap()
 }
 
 #[test]
@@ -156,10 +141,10 @@ fn a_str0m_answerer_connects_and_the_keys_and_streams_are_ready() {
     // str0m answers passive: the server starts the handshake.
     assert_eq!(parsed.setup, Setup::Passive);
     conn.accept_answer(parsed, now).unwrap();
-    let (up, took, nominated) = run_timed(&mut conn, &mut client, now);
+    let (up, took) = run_timed(&mut conn, &mut client, now);
     assert_eq!(up, (true, true));
     // The egress sends media where ICE nominated: the client's candidate.
-    assert_eq!(nominated, Some(client_addr()));
+    assert_eq!(conn.destination(), Some((Protocol::Udp, client_addr())));
     // A few round trips of simulated time, not a DTLS retransmission timeout (1 s): the
     // server wrote its ClientHello as soon as ICE let it.
     assert!(
@@ -169,11 +154,7 @@ fn a_str0m_answerer_connects_and_the_keys_and_streams_are_ready() {
     assert!(keys.keys().is_some_and(|k| k.is_ok()), "SRTP keys exported");
     assert!(conn.is_alive());
 
-    let vp8 = *codecs()
-        .params()
-        .iter()
-        .find(|p| p.spec().codec == Codec::Vp8)
-        .unwrap();
+    let vp8 = ours(Codec::Vp8);
     let (spec, pt) = conn.stream_spec(video, vp8).expect("VP8 negotiated");
     assert_eq!(pt, vp8.pt());
     assert!(!spec.audio);
@@ -182,11 +163,7 @@ fn a_str0m_answerer_connects_and_the_keys_and_streams_are_ready() {
     assert_eq!(Some(rtx_pt), vp8.resend().map(|p| *p));
     assert!(spec.exts.mid.is_some() && spec.exts.transport_cc.is_some());
 
-    let opus = *codecs()
-        .params()
-        .iter()
-        .find(|p| p.spec().codec == Codec::Opus)
-        .unwrap();
+    let opus = ours(Codec::Opus);
     let (spec, _) = conn.stream_spec(audio, opus).expect("Opus negotiated");
     assert!(spec.audio && spec.rtx.is_none());
     // No video codec on an audio m-line.
@@ -249,8 +226,8 @@ fn stun_and_dtls_from_strangers_are_not_accepted() {
     stun.extend_from_slice(&[7; 12]);
     stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
     stun.extend_from_slice(b"abcd:efg");
-    let parsed = StunMessage::parse(&stun);
-    assert!(parsed.as_ref().is_err() || !conn.accepts(stranger, parsed.as_ref().ok()));
+    let parsed = parse_stun(&stun);
+    assert!(parsed.is_none() || !conn.accepts(stranger, parsed.as_ref()));
     // Not STUN (DTLS, or nothing) from an address ICE never checked.
     assert!(!conn.accepts(stranger, None));
 }

@@ -194,7 +194,6 @@ impl Worker {
                 keys,
                 egress: None,
                 egress_dirty: false,
-                media_dest: None,
                 remotes: HashSet::new(),
                 nacks_reported: HashMap::new(),
             }),

@@ -24,13 +24,12 @@ use std::sync::{mpsc, Arc};
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use str0m::ice::StunMessage;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::Input;
 
 use super::{Conn, Direction, TKey, Worker, WorkerIo};
 use crate::ids::PeerId;
-use crate::sfu::recv::conn::is_stun;
+use crate::sfu::recv::conn::parse_stun;
 
 /// Largest datagram a record may carry (a little above an Ethernet MTU, as an attacker may).
 const MAX_DATAGRAM: usize = 2048;
@@ -166,9 +165,7 @@ impl Harness {
     /// One datagram through the worker's own routing and polling.
     fn one(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) {
         let routes_before = self.worker.routes.clone();
-        let stun = is_stun(data)
-            .then(|| StunMessage::parse(data).ok())
-            .flatten();
+        let stun = parse_stun(data);
         let accepting: Vec<TKey> = match DatagramRecv::try_from(data) {
             Ok(contents) => {
                 let input = Input::Receive(

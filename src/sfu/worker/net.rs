@@ -9,7 +9,6 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::ice::{StunMessage, StunPacket};
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::Input;
@@ -18,7 +17,7 @@ use tracing::{debug, trace, warn};
 use super::{Conn, TKey, Worker};
 use crate::ids::ConsumerId;
 use crate::model::Direction;
-use crate::sfu::recv::conn::{is_dtls, is_stun};
+use crate::sfu::recv::conn::parse_stun;
 
 /// Socket buffer the media sockets ask for: a few hundred milliseconds of a busy worker's
 /// traffic, so join bursts and scheduling hiccups do not drop datagrams.
@@ -217,9 +216,7 @@ impl Worker {
         let now = Instant::now();
         let destination = self.candidate_addr;
         // Parsed once here, not by each recv connection the datagram is tried against.
-        let stun = is_stun(data)
-            .then(|| StunMessage::parse(data).ok())
-            .flatten();
+        let stun = parse_stun(data);
         let input = Input::Receive(
             now,
             Receive {
@@ -255,22 +252,9 @@ impl Worker {
         t.remotes.insert(source);
         let handled = match &mut t.conn {
             Conn::Send(rtc) => rtc.handle_input(input).map_err(|e| e.to_string()),
-            Conn::Recv(c) => match stun {
-                Some(message) => {
-                    c.handle_stun(
-                        now,
-                        StunPacket {
-                            proto,
-                            source,
-                            destination,
-                            message,
-                        },
-                    );
-                    Ok(())
-                }
-                None if is_dtls(data) => c.handle_dtls(now, data).map_err(|e| e.to_string()),
-                None => Ok(()),
-            },
+            Conn::Recv(c) => c
+                .handle_datagram(now, proto, source, destination, data, stun)
+                .map_err(|e| e.to_string()),
             Conn::Broken => Ok(()),
         };
         if let Err(e) = handled {
