@@ -111,11 +111,10 @@ async fn a_joiner_starts_from_a_recent_keyframe_without_asking_for_one() {
         .await
         .unwrap();
     let replayed = || async {
-        let (status, _, body) = support::http_get(srv.metrics_addr.unwrap(), "/metrics", &[]).await;
-        assert_eq!(status, 200);
-        body.lines()
-            .find_map(|l| l.strip_prefix("mm_keyframes_replayed_total "))
-            .and_then(|v| v.parse::<f64>().ok())
+        support::metric_values(srv.metrics_addr.unwrap())
+            .await
+            .get("mm_keyframes_replayed_total")
+            .copied()
             .expect("the replay counter is exposed")
     };
     // Alice's frames flow through the server first, so that it has keyframes to replay.

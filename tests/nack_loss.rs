@@ -9,12 +9,11 @@
 #[path = "edge/support.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use multiparty_meeting::client::{Client, ConsumerStats, Kind, PublishSpec};
 use multiparty_meeting::{server, Config};
-use support::{http_get, init_logs};
+use support::{init_logs, metric_values};
 
 const LOSS: f64 = 0.10;
 const LOSSY_FOR: Duration = Duration::from_secs(10);
@@ -24,16 +23,6 @@ fn video(c: &Client) -> ConsumerStats {
         .into_iter()
         .find(|s| s.kind == Kind::Video && !s.closed)
         .expect("a video consumer")
-}
-
-async fn counters(addr: std::net::SocketAddr) -> HashMap<String, f64> {
-    let (status, _, body) = http_get(addr, "/metrics", &[]).await;
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-        .collect()
 }
 
 #[actix_rt::test]
@@ -65,8 +54,8 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
     .unwrap();
 
     let before = video(&bob);
-    let nacks_before = counters(metrics).await["mm_nacks_received_total"];
-    let resends_before = counters(metrics).await["mm_resends_from_history_total"];
+    let nacks_before = metric_values(metrics).await["mm_nacks_received_total"];
+    let resends_before = metric_values(metrics).await["mm_resends_from_history_total"];
     let (seen_before, dropped_before) = bob.incoming_rtp();
     bob.drop_incoming_rtp(LOSS);
     tokio::time::sleep(LOSSY_FOR).await;
@@ -75,8 +64,8 @@ async fn nack_repairs_loss_between_server_and_subscriber() {
     // Let the last repairs of the lossy period arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = video(&bob);
-    let nacks = counters(metrics).await["mm_nacks_received_total"] - nacks_before;
-    let resends = counters(metrics).await["mm_resends_from_history_total"] - resends_before;
+    let nacks = metric_values(metrics).await["mm_nacks_received_total"] - nacks_before;
+    let resends = metric_values(metrics).await["mm_resends_from_history_total"] - resends_before;
 
     let (seen, dropped) = (seen - seen_before, dropped - dropped_before);
     let applied = dropped as f64 / seen as f64;

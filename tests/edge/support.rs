@@ -211,3 +211,15 @@ pub async fn http_get(
         .collect();
     (status, headers, body.to_string())
 }
+
+/// The samples of the metrics endpoint at `addr` by name (with labels), as numbers; asserts
+/// that it answers 200.
+pub async fn metric_values(addr: SocketAddr) -> HashMap<String, f64> {
+    let (status, _, body) = http_get(addr, "/metrics", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
