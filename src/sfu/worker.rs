@@ -71,7 +71,9 @@ use net::{
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Datagrams read before the touched transports are polled.
 const RECV_BATCH: usize = 64;
-/// How often simulcast layers are re-chosen.
+/// How often the simulcast layers of each recv transport are re-chosen. Each transport has
+/// its own phase in the interval (`layers::phase`), so a worker with a thousand
+/// subscribers does not re-choose them all in one turn (~1.5 ms in which no packet moved).
 const LAYER_INTERVAL: Duration = Duration::from_millis(500);
 /// How often the active speaker is re-evaluated.
 const SPEAKER_INTERVAL: Duration = Duration::from_millis(300);
@@ -468,6 +470,8 @@ struct Worker {
     egress_dirty: Vec<TKey>,
     /// When each recv transport's egress next wants time (sender reports, probes).
     egress_timers: Timers<TKey>,
+    /// When each recv transport's simulcast layers are next re-chosen.
+    layer_timers: Timers<TKey>,
     /// What subscribers asked for in their RTCP (reused between datagrams).
     requests: Requests,
     /// Where the egresses write each packet before it is copied into the batch.
@@ -483,7 +487,6 @@ struct Worker {
     /// When each transport next wants `handle_timeout`; `next_wakeup` is its earliest.
     timers: Timers<TKey>,
     next_wakeup: Instant,
-    last_layers: Instant,
     last_speaker: Instant,
     stats: WorkerStats,
 }
@@ -523,6 +526,7 @@ impl Worker {
             dirty: Vec::new(),
             egress_dirty: Vec::new(),
             egress_timers: Timers::default(),
+            layer_timers: Timers::default(),
             requests: Requests::default(),
             scratch: vec![0; egress::SCRATCH].into_boxed_slice(),
             out: SendBatch::default(),
@@ -532,7 +536,6 @@ impl Worker {
             to_negotiate: Vec::new(),
             timers: Timers::default(),
             next_wakeup: now + MAX_SLEEP,
-            last_layers: now,
             last_speaker: now,
             stats: WorkerStats::default(),
         }
@@ -644,25 +647,20 @@ impl Worker {
         while let Some(k) = self.egress_timers.pop_due(now) {
             self.egress_timeout(k, now);
         }
+        while let Some(k) = self.layer_timers.pop_due(now) {
+            if self.transports.get(&k).is_some_and(|t| !t.dead) {
+                self.select_layers(k);
+                self.layer_timers.schedule(k, now + LAYER_INTERVAL);
+            }
+        }
         self.next_wakeup = [
             self.timers.next_deadline(),
             self.egress_timers.next_deadline(),
+            self.layer_timers.next_deadline(),
         ]
         .into_iter()
         .flatten()
         .fold(now + MAX_SLEEP, Instant::min);
-        if now.saturating_duration_since(self.last_layers) >= LAYER_INTERVAL {
-            self.last_layers = now;
-            let keys: Vec<TKey> = self
-                .transports
-                .iter()
-                .filter(|(_, t)| t.direction == Direction::Recv && !t.dead)
-                .map(|(k, _)| *k)
-                .collect();
-            for k in keys {
-                self.select_layers(k);
-            }
-        }
         if now.saturating_duration_since(self.last_speaker) >= SPEAKER_INTERVAL {
             self.last_speaker = now;
             for room in self.rooms.values_mut() {

@@ -175,6 +175,10 @@ impl Worker {
         let key = self.next_key;
         self.next_key += 1;
         self.timers.schedule(key, now);
+        if direction == Direction::Recv {
+            self.layer_timers
+                .schedule(key, now + super::layers::phase(key, super::LAYER_INTERVAL));
+        }
         self.next_wakeup = self.next_wakeup.min(now);
         self.transports.insert(
             key,
@@ -252,6 +256,7 @@ impl Worker {
         for key in pm.send.into_iter().chain([pm.recv]) {
             self.timers.remove(key);
             self.egress_timers.remove(key);
+            self.layer_timers.remove(key);
             if let Some(mut t) = self.transports.remove(&key) {
                 for r in t.remotes.drain() {
                     self.routes.remove(&r);

@@ -2,7 +2,7 @@
 //! its consumers, and the size of the tile each one is shown in (the pure choice is in
 //! `sfu::simulcast`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{After, TKey, Worker};
 use crate::ids::ConsumerId;
@@ -27,6 +27,17 @@ fn effective_bitrate(l: &LayerStats) -> u64 {
 /// The rid of a layer for a keyframe request: `None` without simulcast.
 pub(super) fn layer_rid(rid: &str) -> Option<String> {
     (!rid.is_empty()).then(|| rid.to_string())
+}
+
+/// Where in `interval` the transport with key `key` has its periodic layer choice: the
+/// fractional parts of `key` times the golden ratio, so consecutive keys (transports that
+/// joined together) land far apart and any number of them stays evenly spread.
+pub(super) fn phase(key: TKey, interval: Duration) -> Duration {
+    // 2^64 / golden ratio: multiplying by it and keeping the low 64 bits is the
+    // fractional part of key * 0.618..., in 64-bit fixed point.
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let fraction = key.wrapping_mul(GOLDEN) as f64 / 2f64.powi(64);
+    interval.mul_f64(fraction)
 }
 
 impl Worker {
@@ -107,5 +118,25 @@ impl Worker {
             self.egress_timers.schedule(key, now);
         }
         self.run_after(after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_that_join_together_choose_layers_at_spread_times() {
+        let interval = Duration::from_millis(500);
+        let slots = 50;
+        let mut per_slot = vec![0usize; slots];
+        for key in 0..1_000 {
+            let p = phase(key, interval);
+            assert!(p < interval, "{p:?}");
+            per_slot[(p.as_micros() * slots as u128 / interval.as_micros()) as usize] += 1;
+        }
+        // 20 per 10 ms slot when even; all in one turn was the old behaviour.
+        let (min, max) = (per_slot.iter().min(), per_slot.iter().max());
+        assert!(min >= Some(&15) && max <= Some(&25), "{per_slot:?}");
     }
 }
