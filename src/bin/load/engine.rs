@@ -37,6 +37,10 @@ const MAX_SLEEP: Duration = Duration::from_millis(20);
 const MAX_BATCHES_PER_SOCKET: usize = 8;
 /// How often light subscribers send transport-wide feedback (as str0m and browsers do).
 const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
+/// Light subscribers are spread over this many slots of the feedback interval, each at a
+/// random one: independent receivers do not send their feedback in the same millisecond,
+/// and 900 feedbacks at once would hold the server's core for milliseconds every interval.
+const FEEDBACK_SLOTS: usize = 50;
 /// Latency samples kept per measurement window (more are dropped, counted).
 const MAX_LATENCY_SAMPLES: usize = 20_000_000;
 
@@ -98,6 +102,8 @@ pub struct SubSnap {
 #[derive(Debug, Clone, Default)]
 pub struct PubSnap {
     pub frames: u64,
+    /// Frames written more than [`crate::media::LATE`] after due.
+    pub late: u64,
 }
 
 /// The engine's state at one moment.
@@ -269,6 +275,8 @@ impl Engine {
             datagrams_in: 0,
             frames: Vec::new(),
             next_feedback: Instant::now(),
+            feedback_slots: vec![Vec::new(); FEEDBACK_SLOTS],
+            feedback_slot: 0,
             next_frame_due: None,
             stop: stop.clone(),
             cert: str0m::crypto::from_feature_flags()
@@ -379,8 +387,12 @@ struct State {
     datagrams_in: u64,
     /// Scratch for due frames.
     frames: Vec<FrameWrite>,
-    /// When light subscribers next send their feedback.
+    /// When the next slot of light subscribers sends its feedback.
     next_feedback: Instant,
+    /// Light subscribers by feedback slot; a slot's turn comes every
+    /// `FEEDBACK_INTERVAL / FEEDBACK_SLOTS`.
+    feedback_slots: Vec<Vec<ConnId>>,
+    feedback_slot: usize,
     next_frame_due: Option<Instant>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// One DTLS certificate for every connection: generating one per `Rtc` (str0m's
@@ -409,7 +421,7 @@ impl State {
             }
             self.fire_timers(now);
             if self.config.light_subscribers && now >= self.next_feedback {
-                self.next_feedback = now + FEEDBACK_INTERVAL;
+                self.next_feedback = now + FEEDBACK_INTERVAL / FEEDBACK_SLOTS as u32;
                 self.send_feedback();
             }
             self.flush_sockets();
@@ -425,6 +437,13 @@ impl State {
                     }
                     got += n;
                     self.on_batch(s, n);
+                    // Frames due while this batch was read go out now, not after every
+                    // socket is drained: a fan-out burst takes the generator milliseconds
+                    // to read, and frames held back that long leave together, in step.
+                    let now = Instant::now();
+                    if self.next_frame_due.is_some_and(|t| t <= now) {
+                        self.write_due_frames(now);
+                    }
                     self.flush_sockets();
                     if n < net::BATCH {
                         break;
@@ -705,7 +724,10 @@ impl State {
         for c in self.conns.iter().flatten() {
             snap.conns += 1;
             match &c.role {
-                Role::Publisher { gen, .. } => snap.pubs.push(PubSnap { frames: gen.frames }),
+                Role::Publisher { gen, .. } => snap.pubs.push(PubSnap {
+                    frames: gen.frames,
+                    late: gen.late,
+                }),
                 Role::Subscriber(s) => snap.subs.push(SubSnap {
                     tag: c.tag,
                     packets: s.packets,
@@ -924,7 +946,11 @@ impl State {
                     let keys = s.keys.as_ref().and_then(|k| k.keys());
                     if let (Some(Ok(keys)), Some(info)) = (keys, s.offer.clone()) {
                         match Light::new(&keys, info) {
-                            Ok(l) => s.light = Some(Box::new(l)),
+                            Ok(l) => {
+                                s.light = Some(Box::new(l));
+                                let slot = rand::random::<usize>() % FEEDBACK_SLOTS;
+                                self.feedback_slots[slot].push(id);
+                            }
                             Err(e) => {
                                 let tag = c.tag;
                                 let _ = self.events.send(EngineEvent::Failed {
@@ -1124,24 +1150,30 @@ impl State {
     }
 
     /// Every light subscriber sends what arrived since its last feedback.
+    /// Sends the feedback of the light subscribers of the slot whose turn it is.
     fn send_feedback(&mut self) {
-        for c in self.conns.iter_mut().flatten() {
+        let slot = self.feedback_slot;
+        self.feedback_slot = (slot + 1) % FEEDBACK_SLOTS;
+        let mut ids = std::mem::take(&mut self.feedback_slots[slot]);
+        ids.retain(|&id| {
+            let Some(c) = self.conns.get_mut(id).and_then(|c| c.as_mut()) else {
+                return false;
+            };
             if c.dead {
-                continue;
+                return false;
             }
             let Role::Subscriber(s) = &mut c.role else {
-                continue;
+                return false;
             };
             let Some(l) = s.light.as_mut() else {
-                continue;
+                return false;
             };
-            let Some(server) = l.server else {
-                continue;
-            };
-            if let Some(packet) = l.feedback() {
+            if let (Some(server), Some(packet)) = (l.server, l.feedback()) {
                 self.sockets[c.sock].queue(*c.local.ip(), server, packet);
             }
-        }
+            true
+        });
+        self.feedback_slots[slot] = ids;
     }
 }
 

@@ -70,7 +70,7 @@ struct Args {
     /// Pin the spawned server to this CPU.
     #[arg(long)]
     server_cpu: Option<usize>,
-    /// Pin the load generator's media thread to this CPU.
+    /// Pin the load generator (every thread: media, signaling, reports) to this CPU.
     #[arg(long)]
     client_cpu: Option<usize>,
 
@@ -219,6 +219,14 @@ fn main() {
 }
 
 fn real_main(args: Args) -> anyhow::Result<()> {
+    if let Some(cpu) = args.client_cpu {
+        // Before any thread starts, so that all inherit it: the signaling and report
+        // threads must not run on the server's CPU and delay its worker (they did, and
+        // added up to ~2 ms to the measured latency's tail).
+        if !net::pin_to_cpu(0, cpu) {
+            eprintln!("warning: could not pin the load generator to CPU {cpu}");
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

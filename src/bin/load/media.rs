@@ -24,6 +24,9 @@ const STAMP_WINDOW: usize = 48;
 const AUDIO_PTIME: Duration = Duration::from_millis(20);
 /// When the loop fell further behind than this, skip ahead instead of bursting frames.
 const MAX_LAG: Duration = Duration::from_millis(200);
+/// A frame written later than this after it was due counts as late: the generator's one
+/// thread was busy, and late frames bunch up into bursts no independent cameras would send.
+pub const LATE: Duration = Duration::from_millis(1);
 /// A keyframe is this many times a delta frame of the same layer.
 const KEYFRAME_FACTOR: usize = 3;
 
@@ -179,6 +182,8 @@ pub struct Generator {
     started: bool,
     /// Frames written.
     pub frames: u64,
+    /// Frames written more than [`LATE`] after they were due.
+    pub late: u64,
     /// Payload bytes written.
     pub bytes: u64,
 }
@@ -203,6 +208,7 @@ impl Generator {
             tracks: Vec::new(),
             started: false,
             frames: 0,
+            late: 0,
             bytes: 0,
         }
     }
@@ -293,6 +299,7 @@ impl Generator {
             if t.next_at > now {
                 continue;
             }
+            let late = u64::from(now - t.next_at > LATE);
             let interval = match t.kind {
                 Kind::Audio => AUDIO_PTIME,
                 Kind::Video => frame_interval,
@@ -312,6 +319,7 @@ impl Generator {
                 Kind::Audio => {
                     let data = opus_frame(stamp, t.layers[0].delta_bytes);
                     self.frames += 1;
+                    self.late += late;
                     self.bytes += data.len() as u64;
                     out.push(FrameWrite {
                         mid: t.mid,
@@ -365,6 +373,7 @@ impl Generator {
                             }
                         };
                         self.frames += 1;
+                        self.late += late;
                         self.bytes += data.len() as u64;
                         out.push(FrameWrite {
                             mid: t.mid,
@@ -429,6 +438,21 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].data.len(), 80);
         assert_eq!(out[1].data.len(), 15_000, "first video frame is a keyframe");
+    }
+
+    #[test]
+    fn frames_written_after_their_time_are_counted_late() {
+        let now = Instant::now();
+        let mut g = Generator::new(spec());
+        g.add_track(Mid::from("1"), Kind::Video, now);
+        g.start(now);
+        let due = g.next_due().expect("started");
+        let mut out = Vec::new();
+        g.due_frames(due, 0, &mut out);
+        assert_eq!((out.len(), g.late), (1, 0), "on time");
+        let due = g.next_due().expect("next frame");
+        g.due_frames(due + LATE + Duration::from_micros(100), 0, &mut out);
+        assert_eq!((out.len(), g.frames, g.late), (2, 2, 1), "late");
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct ClientResult {
     pub datagrams_out: u64,
     pub send_dropped: u64,
     pub published_frames: u64,
+    /// Frames the publishers wrote more than 1 ms after they were due (the generator's
+    /// thread was busy): such frames leave in step with others.
+    pub published_frames_late: u64,
     pub latency_samples_dropped: u64,
 }
 
@@ -306,6 +309,8 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
             send_dropped: m.after.send_dropped.saturating_sub(m.before.send_dropped),
             published_frames: m.after.pubs.iter().map(|p| p.frames).sum::<u64>()
                 - m.before.pubs.iter().map(|p| p.frames).sum::<u64>(),
+            published_frames_late: m.after.pubs.iter().map(|p| p.late).sum::<u64>()
+                - m.before.pubs.iter().map(|p| p.late).sum::<u64>(),
             latency_samples_dropped: m.after.latency_dropped,
         },
         per_subscriber,
@@ -459,6 +464,13 @@ pub fn table(results: &[TargetResult]) -> String {
         format!("{:.1}", r.client.engine_cpu_pct)
     });
     row("client send drops", &|r| r.client.send_dropped.to_string());
+    row("publisher frames > 1 ms late %", &|r| {
+        let c = &r.client;
+        format!(
+            "{:.2}",
+            100.0 * c.published_frames_late as f64 / c.published_frames.max(1) as f64
+        )
+    });
 
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..results.len())

@@ -59,16 +59,19 @@ pub fn spawn(
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
-    if let Some(cpu) = cpu {
-        // SAFETY: only an async-signal-safe syscall between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                Ok(())
-            });
-        }
+    // The generator may have pinned itself (`--client-cpu`), and a child inherits that:
+    // the server gets its own CPU, or all of them.
+    // SAFETY: only an async-signal-safe syscall between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            match cpu {
+                Some(cpu) => libc::CPU_SET(cpu, &mut set),
+                None => (0..libc::CPU_SETSIZE as usize).for_each(|c| libc::CPU_SET(c, &mut set)),
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        });
     }
     let mut child = cmd
         .spawn()
