@@ -585,6 +585,7 @@ impl Worker {
             if now >= self.next_wakeup {
                 self.on_timeouts(now);
             }
+            self.choose_due_layers(now);
             self.flush();
             // Take whatever arrived, in a batch, then poll the transports it touched.
             let mut received = false;
@@ -647,16 +648,9 @@ impl Worker {
         while let Some(k) = self.egress_timers.pop_due(now) {
             self.egress_timeout(k, now);
         }
-        while let Some(k) = self.layer_timers.pop_due(now) {
-            if self.transports.get(&k).is_some_and(|t| !t.dead) {
-                self.select_layers(k);
-                self.layer_timers.schedule(k, now + LAYER_INTERVAL);
-            }
-        }
         self.next_wakeup = [
             self.timers.next_deadline(),
             self.egress_timers.next_deadline(),
-            self.layer_timers.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -668,6 +662,18 @@ impl Worker {
                     room.events
                         .do_send(RoomMediaEvent::ActiveSpeakerChanged { peer });
                 }
+            }
+        }
+    }
+
+    /// Re-chooses the simulcast layers of the recv transports whose time has come. Their
+    /// deadlines do not wake the worker: it wakes at least every `MAX_SLEEP`, and a choice
+    /// made a few milliseconds late is as good.
+    fn choose_due_layers(&mut self, now: Instant) {
+        while let Some(k) = self.layer_timers.pop_due(now) {
+            if self.transports.get(&k).is_some_and(|t| !t.dead) {
+                self.select_layers(k);
+                self.layer_timers.schedule(k, now + LAYER_INTERVAL);
             }
         }
     }
