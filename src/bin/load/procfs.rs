@@ -14,6 +14,9 @@ pub struct ProcSample {
     pub cpu: Duration,
     /// Resident set size.
     pub rss_bytes: u64,
+    /// Its anonymous part (`RssAnon`: heap, stacks), without the pages of the binary and
+    /// libraries that running new code paths maps in once (`RssFile`).
+    pub rss_anon_bytes: u64,
     /// (thread name, CPU time) of each thread.
     pub threads: Vec<(u32, String, Duration)>,
     /// Datagrams the kernel dropped on the process' UDP sockets (full receive buffer), from
@@ -53,12 +56,15 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     let (_, cpu) = parse_stat(&stat).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (rss_kib, rss_anon_kib) = (kib("VmRSS:"), kib("RssAnon:"));
     let mut threads = Vec::new();
     if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for entry in dir.flatten() {
@@ -81,6 +87,7 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     Ok(ProcSample {
         cpu,
         rss_bytes: rss_kib * 1024,
+        rss_anon_bytes: rss_anon_kib * 1024,
         threads,
         udp_drops: udp_drops(pid),
     })
@@ -147,6 +154,7 @@ mod tests {
     fn reads_our_own_process() {
         let s = sample(std::process::id()).expect("self");
         assert!(s.rss_bytes > 0);
+        assert!(s.rss_anon_bytes > 0 && s.rss_anon_bytes <= s.rss_bytes);
         assert!(!s.threads.is_empty());
     }
 }

@@ -79,6 +79,9 @@ pub struct ServerResult {
     pub rss_after_bytes: u64,
     /// (RSS after the window - RSS before the joins) / subscribers.
     pub rss_per_subscriber_bytes: Option<f64>,
+    /// The same from anonymous RSS (`RssAnon`): without the binary's code pages, which the
+    /// first joins map in once whatever the number of subscribers.
+    pub rss_anon_per_subscriber_bytes: Option<f64>,
     /// RTP packets received by all subscribers / server CPU seconds, over the window.
     pub egress_pps_per_cpu_second: Option<f64>,
 }
@@ -237,6 +240,7 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
             let cpu = a.cpu.saturating_sub(b.cpu).as_secs_f64();
             let busiest = busiest_thread(b, a);
             let rss_growth = a.rss_bytes as f64 - idle.rss_bytes as f64;
+            let anon_growth = a.rss_anon_bytes as f64 - idle.rss_anon_bytes as f64;
             Some(ServerResult {
                 pid,
                 cpu_seconds: cpu,
@@ -254,6 +258,8 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
                 rss_after_bytes: a.rss_bytes,
                 rss_per_subscriber_bytes: (!subscribers.is_empty())
                     .then(|| rss_growth / subscribers.len() as f64),
+                rss_anon_per_subscriber_bytes: (!subscribers.is_empty())
+                    .then(|| anon_growth / subscribers.len() as f64),
                 egress_pps_per_cpu_second: (cpu > 0.0).then(|| rx_packets as f64 / cpu),
             })
         }
@@ -446,6 +452,15 @@ pub fn table(results: &[TargetResult]) -> String {
             r.server
                 .as_ref()
                 .and_then(|s| s.rss_per_subscriber_bytes)
+                .map(|b| b / 1024.0),
+            1,
+        )
+    });
+    row("  anonymous (RssAnon) per sub", &|r| {
+        opt(
+            r.server
+                .as_ref()
+                .and_then(|s| s.rss_anon_per_subscriber_bytes)
                 .map(|b| b / 1024.0),
             1,
         )
