@@ -59,8 +59,6 @@ pub struct EngineConfig {
     pub ip_base: Ipv4Addr,
     /// Number of IPs in the range.
     pub ip_count: u32,
-    /// CPU to pin the engine thread to.
-    pub cpu: Option<usize>,
     /// Subscribers read SRTP themselves (`light`): no str0m receive path per packet.
     pub light_subscribers: bool,
 }
@@ -285,14 +283,7 @@ impl Engine {
         };
         let thread = std::thread::Builder::new()
             .name("load-media".into())
-            .spawn(move || {
-                if let Some(cpu) = config.cpu {
-                    if !net::pin_to_cpu(0, cpu) {
-                        eprintln!("warning: could not pin the media engine to CPU {cpu}");
-                    }
-                }
-                state.run()
-            })
+            .spawn(move || state.run())
             .context("spawning the media engine thread")?;
         Ok(Engine {
             handle: EngineHandle { tx, waker },
@@ -416,9 +407,7 @@ impl State {
                 }
             }
             let now = Instant::now();
-            if self.next_frame_due.is_some_and(|t| t <= now) {
-                self.write_due_frames(now);
-            }
+            self.write_due_frames(now);
             self.fire_timers(now);
             if self.config.light_subscribers && now >= self.next_feedback {
                 self.next_feedback = now + FEEDBACK_INTERVAL / FEEDBACK_SLOTS as u32;
@@ -440,10 +429,7 @@ impl State {
                     // Frames due while this batch was read go out now, not after every
                     // socket is drained: a fan-out burst takes the generator milliseconds
                     // to read, and frames held back that long leave together, in step.
-                    let now = Instant::now();
-                    if self.next_frame_due.is_some_and(|t| t <= now) {
-                        self.write_due_frames(now);
-                    }
+                    self.write_due_frames(Instant::now());
                     self.flush_sockets();
                     if n < net::BATCH {
                         break;
@@ -800,7 +786,11 @@ impl State {
         }
     }
 
+    /// Writes every publisher's frames that are due at `now`, if any is.
     fn write_due_frames(&mut self, now: Instant) {
+        if self.next_frame_due.is_none_or(|t| t > now) {
+            return;
+        }
         let clock = self.clock_us(now);
         let mut next: Option<Instant> = None;
         for id in 0..self.conns.len() {
@@ -1149,7 +1139,6 @@ impl State {
         }
     }
 
-    /// Every light subscriber sends what arrived since its last feedback.
     /// Sends the feedback of the light subscribers of the slot whose turn it is.
     fn send_feedback(&mut self) {
         let slot = self.feedback_slot;

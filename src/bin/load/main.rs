@@ -499,7 +499,6 @@ async fn run_target(args: &Args, t: &Target, spec: PublishSpec) -> anyhow::Resul
             sockets: args.sockets,
             ip_base,
             ip_count,
-            cpu: args.client_cpu,
             light_subscribers: args.light_subscribers,
         },
         ev_tx,

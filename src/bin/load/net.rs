@@ -417,10 +417,20 @@ pub fn thread_cpu() -> Duration {
 
 /// Pins the calling thread (pid 0) or process `pid` to one CPU; false when refused.
 pub fn pin_to_cpu(pid: libc::pid_t, cpu: usize) -> bool {
+    set_affinity(pid, cpu..cpu + 1)
+}
+
+/// Lets the calling thread (pid 0) or process `pid` run on every CPU; false when refused.
+pub fn allow_all_cpus(pid: libc::pid_t) -> bool {
+    set_affinity(pid, 0..libc::CPU_SETSIZE as usize)
+}
+
+/// Only a stack buffer and one syscall: safe between fork and exec.
+fn set_affinity(pid: libc::pid_t, cpus: std::ops::Range<usize>) -> bool {
     // SAFETY: cpu_set_t is plain old data; CPU_SET writes inside it; the syscall reads it.
     unsafe {
         let mut set: libc::cpu_set_t = zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        cpus.for_each(|c| libc::CPU_SET(c, &mut set));
         libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::{Snapshot, VIDEO_BIT};
+use crate::engine::{PubSnap, Snapshot, VIDEO_BIT};
 use crate::procfs::{busiest_thread, ProcSample};
 use crate::scenario::{from_tag, Part};
 
@@ -239,8 +239,11 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
         (Some((pid, idle)), Some(b), Some(a)) => {
             let cpu = a.cpu.saturating_sub(b.cpu).as_secs_f64();
             let busiest = busiest_thread(b, a);
-            let rss_growth = a.rss_bytes as f64 - idle.rss_bytes as f64;
-            let anon_growth = a.rss_anon_bytes as f64 - idle.rss_anon_bytes as f64;
+            // Growth from before the joins to the end of the window, per subscriber.
+            let per_subscriber = |before: u64, after: u64| {
+                (!subscribers.is_empty())
+                    .then(|| (after as f64 - before as f64) / subscribers.len() as f64)
+            };
             Some(ServerResult {
                 pid,
                 cpu_seconds: cpu,
@@ -256,14 +259,19 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
                 udp_receive_drops: a.udp_drops.saturating_sub(b.udp_drops),
                 rss_before_bytes: idle.rss_bytes,
                 rss_after_bytes: a.rss_bytes,
-                rss_per_subscriber_bytes: (!subscribers.is_empty())
-                    .then(|| rss_growth / subscribers.len() as f64),
-                rss_anon_per_subscriber_bytes: (!subscribers.is_empty())
-                    .then(|| anon_growth / subscribers.len() as f64),
+                rss_per_subscriber_bytes: per_subscriber(idle.rss_bytes, a.rss_bytes),
+                rss_anon_per_subscriber_bytes: per_subscriber(
+                    idle.rss_anon_bytes,
+                    a.rss_anon_bytes,
+                ),
                 egress_pps_per_cpu_second: (cpu > 0.0).then(|| rx_packets as f64 / cpu),
             })
         }
         _ => None,
+    };
+    // What the publishers counted in the window.
+    let published = |count: fn(&PubSnap) -> u64| {
+        m.after.pubs.iter().map(count).sum::<u64>() - m.before.pubs.iter().map(count).sum::<u64>()
     };
     let engine_cpu = m
         .after
@@ -313,10 +321,8 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
             datagrams_in: m.after.datagrams_in.saturating_sub(m.before.datagrams_in),
             datagrams_out: m.after.datagrams_out.saturating_sub(m.before.datagrams_out),
             send_dropped: m.after.send_dropped.saturating_sub(m.before.send_dropped),
-            published_frames: m.after.pubs.iter().map(|p| p.frames).sum::<u64>()
-                - m.before.pubs.iter().map(|p| p.frames).sum::<u64>(),
-            published_frames_late: m.after.pubs.iter().map(|p| p.late).sum::<u64>()
-                - m.before.pubs.iter().map(|p| p.late).sum::<u64>(),
+            published_frames: published(|p| p.frames),
+            published_frames_late: published(|p| p.late),
             latency_samples_dropped: m.after.latency_dropped,
         },
         per_subscriber,
@@ -447,24 +453,19 @@ pub fn table(results: &[TargetResult]) -> String {
             })
             .unwrap_or_else(|| "-".into())
     });
-    row("RSS KiB per subscriber", &|r| {
-        opt(
-            r.server
-                .as_ref()
-                .and_then(|s| s.rss_per_subscriber_bytes)
-                .map(|b| b / 1024.0),
-            1,
-        )
-    });
-    row("  anonymous (RssAnon) per sub", &|r| {
-        opt(
-            r.server
-                .as_ref()
-                .and_then(|s| s.rss_anon_per_subscriber_bytes)
-                .map(|b| b / 1024.0),
-            1,
-        )
-    });
+    for (name, pick) in [
+        (
+            "RSS KiB per subscriber",
+            (|s: &ServerResult| s.rss_per_subscriber_bytes) as fn(&ServerResult) -> Option<f64>,
+        ),
+        ("  anonymous (RssAnon) per sub", |s: &ServerResult| {
+            s.rss_anon_per_subscriber_bytes
+        }),
+    ] {
+        row(name, &|r| {
+            opt(r.server.as_ref().and_then(pick).map(|b| b / 1024.0), 1)
+        });
+    }
     row("busiest server thread", &|r| {
         r.server
             .as_ref()

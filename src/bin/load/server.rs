@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::net;
+
 /// How long the server may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -64,12 +66,10 @@ pub fn spawn(
     // SAFETY: only an async-signal-safe syscall between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
             match cpu {
-                Some(cpu) => libc::CPU_SET(cpu, &mut set),
-                None => (0..libc::CPU_SETSIZE as usize).for_each(|c| libc::CPU_SET(c, &mut set)),
-            }
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                Some(cpu) => net::pin_to_cpu(0, cpu),
+                None => net::allow_all_cpus(0),
+            };
             Ok(())
         });
     }
