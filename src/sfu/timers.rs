@@ -13,23 +13,26 @@
 //! again.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 use std::time::Instant;
+
+use rustc_hash::FxHashMap;
 
 /// Deadlines by key (a worker's transport keys).
 #[derive(Debug)]
 pub struct Timers<K> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
-    /// The deadline of each key that has one: the entry of the heap that counts.
-    current: HashMap<K, Instant>,
+    /// The deadline of each key that has one: the entry of the heap that counts. Hashed with
+    /// Fx: the keys are the worker's own counters, never chosen by an outsider.
+    current: FxHashMap<K, Instant>,
 }
 
 impl<K: Copy + Eq + Hash + Ord> Default for Timers<K> {
     fn default() -> Self {
         Self {
             heap: BinaryHeap::new(),
-            current: HashMap::new(),
+            current: FxHashMap::default(),
         }
     }
 }

@@ -19,9 +19,11 @@
 //! - [`layers`]: simulcast layer choice per subscriber connection;
 //! - [`negotiate`]: SDP offers to subscribers and their answers;
 //! - [`commands`]: what the control plane asks ([`WorkerCommand`]);
+//! - [`consumers`]: the consumers in a slab, reached by slot on the packet path;
 //! - [`hostile`]: hostile datagrams against the routing, for fuzzing.
 
 mod commands;
+mod consumers;
 mod forward;
 #[doc(hidden)]
 pub mod hostile;
@@ -39,6 +41,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
+use rustc_hash::FxHashMap;
 use str0m::config::DtlsCert;
 use str0m::ice::StunMessage;
 use str0m::media::{Mid, Pt, Rid};
@@ -62,6 +65,7 @@ use super::speaker::SpeakerDetector;
 use super::timers::Timers;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
 use crate::model::{Direction, MediaKind, Source};
+use consumers::{CKey, Consumers};
 use net::{
     bind_in_range, grow_buffer, spawn_tcp_acceptor, wait_readable, TcpEvent, WorkerIo,
     SOCKET_BUFFER,
@@ -376,7 +380,8 @@ struct Producer {
     kind: MediaKind,
     source: Source,
     paused: bool,
-    consumers: Vec<ConsumerId>,
+    /// Slots of its consumers in `Worker::consumers`.
+    consumers: Vec<CKey>,
     /// Incoming layers, smallest first (one entry `""` without simulcast).
     layers: Vec<LayerStats>,
     /// Keyframe requests per rid: outstanding until a keyframe arrives.
@@ -457,14 +462,16 @@ struct Worker {
     initial_bitrate: u64,
     stop: Arc<AtomicBool>,
     /// Boxed: a `Transport` holds its `Rtc` (kilobytes), and a map of values doubles its
-    /// capacity as it grows; a map of boxes wastes only pointers.
-    transports: HashMap<TKey, Box<Transport>>,
+    /// capacity as it grows; a map of boxes wastes only pointers. Hashed with Fx, not
+    /// SipHash: the keys are the worker's own counter, so no outsider can choose them, and
+    /// the packet path looks a transport up for every subscriber of every packet.
+    transports: FxHashMap<TKey, Box<Transport>>,
     next_key: TKey,
     routes: HashMap<SocketAddr, TKey>,
     peers: HashMap<PeerId, PeerMedia>,
     rooms: HashMap<RoomId, RoomMedia>,
     producers: HashMap<ProducerId, Producer>,
-    consumers: HashMap<ConsumerId, Consumer>,
+    consumers: Consumers<Consumer>,
     dirty: Vec<TKey>,
     /// Recv transports with packets queued in their egress.
     egress_dirty: Vec<TKey>,
@@ -516,13 +523,13 @@ impl Worker {
             tcp_conns: HashMap::new(),
             initial_bitrate,
             stop,
-            transports: HashMap::new(),
+            transports: FxHashMap::default(),
             next_key: 1,
             routes: HashMap::new(),
             peers: HashMap::new(),
             rooms: HashMap::new(),
             producers: HashMap::new(),
-            consumers: HashMap::new(),
+            consumers: Consumers::default(),
             dirty: Vec::new(),
             egress_dirty: Vec::new(),
             egress_timers: Timers::default(),

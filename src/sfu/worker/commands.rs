@@ -429,8 +429,7 @@ impl Worker {
             debug!(%producer, "consumer of a producer that is gone");
             return;
         };
-        p.consumers.push(id.clone());
-        self.consumers.insert(
+        let slot = self.consumers.insert(
             id.clone(),
             Consumer {
                 id: id.clone(),
@@ -447,6 +446,11 @@ impl Worker {
                 sent: Default::default(),
             },
         );
+        let Some(slot) = slot else {
+            debug!(consumer = %id, "a consumer with this id exists already");
+            return;
+        };
+        p.consumers.push(slot);
         if let Some(t) = self.transports.get_mut(&key) {
             t.pending_add.push(id);
         }
@@ -460,17 +464,22 @@ impl Worker {
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers_by_mid.remove(&p.mid);
         }
-        for cid in p.consumers {
+        let ids: Vec<ConsumerId> = p
+            .consumers
+            .iter()
+            .filter_map(|&k| self.consumers.at(k).map(|c| c.id.clone()))
+            .collect();
+        for cid in ids {
             self.close_consumer(&cid);
         }
     }
 
     pub(super) fn close_consumer(&mut self, cid: &ConsumerId) {
-        let Some(c) = self.consumers.remove(cid) else {
+        let Some((slot, c)) = self.consumers.remove(cid) else {
             return;
         };
         if let Some(p) = self.producers.get_mut(&c.producer) {
-            p.consumers.retain(|x| x != cid);
+            p.consumers.retain(|&k| k != slot);
         }
         if let Some(t) = self.transports.get_mut(&c.transport) {
             if let (Some(e), Some(stream)) = (t.egress.as_mut(), c.stream) {

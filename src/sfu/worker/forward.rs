@@ -133,8 +133,8 @@ impl Worker {
             for h in &mut producer.history {
                 h.forget_keyframe();
             }
-            for cid in &producer.consumers {
-                if let Some(c) = self.consumers.get_mut(cid) {
+            for &k in &producer.consumers {
+                if let Some(c) = self.consumers.at_mut(k) {
                     c.rewriter.stop();
                 }
             }
@@ -152,8 +152,8 @@ impl Worker {
         let video_orientation = ext.video_orientation.map(|o| o as u8);
         let marker = packet.header.marker;
         let mut after = Vec::new();
-        for cid in &producer.consumers {
-            let Some(c) = self.consumers.get_mut(cid) else {
+        for &k in &producer.consumers {
+            let Some(c) = self.consumers.at_mut(k) else {
                 continue;
             };
             let Some(mid) = c.mid.filter(|_| c.active) else {
