@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use actix::Recipient;
 use rustc_hash::FxHashMap;
-use str0m::config::DtlsCert;
 use str0m::ice::StunMessage;
 use str0m::media::{Mid, Pt, Rid};
 use str0m::net::Protocol;
@@ -58,7 +57,7 @@ use super::keyframes::KeyframeGate;
 use super::messages::{
     MediaError, MediaEvent, Reply, RoomMediaEvent, TransportState, WorkerCommand, WorkerStats,
 };
-use super::recv::conn::{ConnOutput, RecvConn};
+use super::recv::conn::{ConnOutput, LocalCert, RecvConn};
 use super::rewrite::Rewriter;
 use super::simulcast::LayerStats;
 use super::speaker::SpeakerDetector;
@@ -488,7 +487,7 @@ struct Worker {
     /// One DTLS certificate for every transport of the worker: generating a key pair per
     /// connection costs join time. None (the provider could not make one): str0m generates
     /// one per send transport, and recv transports cannot be made.
-    dtls_cert: Option<DtlsCert>,
+    dtls_cert: Option<LocalCert>,
     /// Recv transports to renegotiate after the current batch of commands.
     to_negotiate: Vec<TKey>,
     /// When each transport next wants `handle_timeout`; `next_wakeup` is its earliest.
@@ -539,7 +538,8 @@ impl Worker {
             out: SendBatch::default(),
             dtls_cert: str0m::crypto::from_feature_flags()
                 .dtls_provider
-                .generate_certificate(),
+                .generate_certificate()
+                .map(LocalCert::new),
             to_negotiate: Vec::new(),
             timers: Timers::default(),
             next_wakeup: now + MAX_SLEEP,

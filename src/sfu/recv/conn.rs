@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::config::DtlsCert;
@@ -86,8 +87,8 @@ struct Accepted {
 pub struct RecvConn {
     ice: IceAgent,
     dtls: Box<dyn DtlsInstance>,
-    /// Our certificate's SHA-256, for the offer's `a=fingerprint`.
-    fingerprint: Vec<u8>,
+    /// Our certificate's SHA-256, for the offer's `a=fingerprint`: the worker's, shared.
+    fingerprint: Arc<[u8]>,
     /// The first answer's ICE credentials and `a=fingerprint` (algorithm, digest): later
     /// answers must repeat them; the peer's certificate must match the fingerprint.
     remote: Option<(IceCreds, (String, Vec<u8>))>,
@@ -148,14 +149,33 @@ pub fn codecs() -> &'static CodecConfig {
     })
 }
 
+/// A worker's DTLS certificate and its SHA-256 fingerprint, computed once for all the
+/// connections that present it.
+#[derive(Clone)]
+pub struct LocalCert {
+    pub cert: DtlsCert,
+    /// For the offers' `a=fingerprint`.
+    fingerprint: Arc<[u8]>,
+}
+
+impl LocalCert {
+    pub fn new(cert: DtlsCert) -> Self {
+        let fingerprint = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert.certificate)
+            .as_ref()
+            .into();
+        Self { cert, fingerprint }
+    }
+}
+
 impl RecvConn {
-    /// A connection with `cert` for DTLS, offering `candidates`; the [`KeySlot`] gets the
-    /// SRTP keys when DTLS is up.
+    /// A connection presenting `local` in DTLS, offering `candidates`; the [`KeySlot`] gets
+    /// the SRTP keys when DTLS is up.
     pub fn new(
-        cert: &DtlsCert,
+        local: &LocalCert,
         candidates: &[Candidate],
         now: Instant,
     ) -> Result<(Self, KeySlot), ConnError> {
+        let cert = &local.cert;
         let provider = dtls::crypto_provider();
         let mut ice = IceAgent::with_hmac(IceCreds::new(), provider.sha1_hmac_provider);
         ice.set_ice_lite(true);
@@ -166,13 +186,10 @@ impl RecvConn {
             dtls::shared().new_dtls(cert, now, DtlsVersion::Dtls12, Some(DTLS_MTU))
         });
         let dtls = made.map_err(|e| ConnError::Dtls(e.to_string()))?;
-        let fingerprint = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert.certificate)
-            .as_ref()
-            .to_vec();
         let conn = Self {
             ice,
             dtls,
-            fingerprint,
+            fingerprint: local.fingerprint.clone(),
             remote: None,
             dtls_active: None,
             dtls_connected: false,

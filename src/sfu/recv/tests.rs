@@ -11,7 +11,7 @@ use str0m::media::Mid;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::conn::{codecs, parse_stun, ConnError, ConnOutput, RecvConn};
+use super::conn::{codecs, parse_stun, ConnError, ConnOutput, LocalCert, RecvConn};
 use super::sdp::{parse_answer, Setup};
 use crate::model::MediaKind;
 use crate::sfu::dtls;
@@ -26,7 +26,7 @@ fn client_addr() -> SocketAddr {
 
 /// A connection offering an audio and a video m-line, and a str0m client that answered.
 fn pair(now: Instant) -> (RecvConn, crate::sfu::dtls::KeySlot, Rtc, String, [Mid; 2]) {
-    let cert = dtls::shared().generate_certificate().unwrap();
+    let cert = LocalCert::new(dtls::shared().generate_certificate().unwrap());
     let candidates = vec![Candidate::host(server_addr(), "udp").unwrap()];
     let (mut conn, keys) = RecvConn::new(&cert, &candidates, now).unwrap();
     let audio = conn.add_line(MediaKind::Audio, "peer-a", "prod-a");

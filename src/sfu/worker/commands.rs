@@ -220,8 +220,8 @@ impl Worker {
             .set_stats_interval(Some(STATS_INTERVAL));
         // The codecs subscribers are offered: what a publisher sends, they can receive.
         *builder.codec_config() = crate::sfu::recv::conn::codecs().clone();
-        if let Some(cert) = &self.dtls_cert {
-            builder = builder.set_dtls_cert(cert.clone());
+        if let Some(local) = &self.dtls_cert {
+            builder = builder.set_dtls_cert(local.cert.clone());
         }
         // No bandwidth estimation in str0m: a send transport only receives.
         let mut rtc = builder.build(now);
