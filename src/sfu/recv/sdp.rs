@@ -185,7 +185,8 @@ impl Answer {
         self.setup == Setup::Passive
     }
 
-    /// The answered m-line with this mid.
+    /// The answered m-line with this mid (tests; the connection walks `media` in order).
+    #[cfg(test)]
     pub fn media(&self, mid: &str) -> Option<&AnswerMedia> {
         self.media.iter().find(|m| m.mid == mid)
     }
@@ -211,12 +212,21 @@ pub struct AnswerMedia {
 }
 
 impl AnswerMedia {
-    /// Whether the answerer accepts media of this payload type on this m-line.
+    /// Whether the answerer accepts media of this payload type on this m-line: not rejected,
+    /// willing to receive (an answer of `inactive` or `sendonly` wants nothing from us), and
+    /// the payload type listed.
     pub fn accepts(&self, pt: u8) -> bool {
-        !self.rejected && self.pts.contains(&pt)
+        !self.rejected
+            && matches!(
+                self.direction,
+                MediaDirection::RecvOnly | MediaDirection::SendRecv
+            )
+            && self.pts.contains(&pt)
     }
 
-    /// The accepted RTX payload type that repairs `pt`, if any.
+    /// The accepted RTX payload type that repairs `pt`, if any (tests: the egress repairs
+    /// with the RTX type of its own offer, which `accepts` checks).
+    #[cfg(test)]
     pub fn rtx_for(&self, pt: u8) -> Option<u8> {
         self.rtx
             .iter()
@@ -1293,6 +1303,21 @@ a=setup:active\r\n";
         let closed = a.media("2").expect("mid 2");
         assert_eq!(closed.direction, MediaDirection::Inactive);
         assert!(!closed.rejected);
+        assert!(closed.pts.contains(&96));
+        assert!(!closed.accepts(96), "an inactive line wants no media");
+    }
+
+    #[test]
+    fn a_line_answered_inactive_or_sendonly_accepts_no_media() {
+        for direction in ["a=inactive", "a=sendonly"] {
+            let answer = CHROMIUM_ANSWER.replacen("a=recvonly", direction, 1);
+            let a = parse_answer(&answer).expect("the answer parses");
+            let audio = a.media("0").expect("mid 0");
+            assert_ne!(audio.direction, MediaDirection::RecvOnly, "{direction}");
+            assert!(!audio.accepts(111), "{direction}");
+            let video = a.media("1").expect("mid 1");
+            assert!(video.accepts(96), "the other line keeps its media");
+        }
     }
 
     #[test]
