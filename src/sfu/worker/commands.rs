@@ -509,3 +509,116 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{mpsc, Arc};
+
+    use actix::prelude::*;
+
+    use super::*;
+    use crate::ids::RoomId;
+    use crate::model::Source;
+    use crate::sfu::messages::MediaEvent;
+    use crate::sfu::worker::WorkerIo;
+
+    /// Takes the subscriber's media events (its offers) and drops them.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<MediaEvent> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: MediaEvent, _: &mut Self::Context) {}
+    }
+
+    /// A worker on a loopback socket with one subscriber (`p-sub`) and two video producers
+    /// (`pr-1`, `pr-2`) of another peer, put in place as `publish` would.
+    fn worker_with_subscriber() -> Worker {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let candidate_addr = socket.local_addr().unwrap();
+        let (_tcp_tx, tcp_rx) = mpsc::channel();
+        let (_cmd_tx, cmd_rx) = mpsc::channel();
+        let io = WorkerIo {
+            socket,
+            candidate_addr,
+            poke_source: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+            tcp_rx,
+        };
+        let mut w = Worker::new(0, io, cmd_rx, 300_000, Arc::new(AtomicBool::new(false)));
+        let room = RoomId::parse("slots").unwrap();
+        w.on_command(WorkerCommand::AddPeer {
+            room: room.clone(),
+            peer: PeerId::from_raw("p-sub"),
+            events: Sink.start().recipient(),
+        });
+        let publisher = PeerId::from_raw("p-pub");
+        let send = w.add_transport(&publisher, Direction::Send);
+        for (n, mid) in [(1, "0"), (2, "1")] {
+            let id = ProducerId::from_raw(format!("pr-{n}"));
+            w.producers.insert(
+                id.clone(),
+                Producer {
+                    id,
+                    peer: publisher.clone(),
+                    room: room.clone(),
+                    transport: send,
+                    mid: Mid::from(mid),
+                    kind: MediaKind::Video,
+                    source: Source::Webcam,
+                    paused: false,
+                    consumers: Vec::new(),
+                    layers: Vec::new(),
+                    keyframes: KeyframeGate::default(),
+                    history: Vec::new(),
+                },
+            );
+        }
+        w
+    }
+
+    /// The consumers a producer forwards to, by the ids in their slots.
+    fn forwarded_to(w: &Worker, producer: &str) -> Vec<String> {
+        w.producers[&ProducerId::from_raw(producer)]
+            .consumers
+            .iter()
+            .map(|&k| w.consumers.at(k).expect("a live slot").id.to_string())
+            .collect()
+    }
+
+    #[actix_rt::test]
+    async fn a_closed_consumers_slot_leaves_its_producer_before_another_consumer_takes_it() {
+        let mut w = worker_with_subscriber();
+        let sub = PeerId::from_raw("p-sub");
+        let c = |s: &str| ConsumerId::from_raw(s);
+        w.add_consumer(&sub, c("c-1"), ProducerId::from_raw("pr-1"));
+        w.add_consumer(&sub, c("c-2"), ProducerId::from_raw("pr-2"));
+        assert_eq!(forwarded_to(&w, "pr-1"), ["c-1"]);
+        assert_eq!(forwarded_to(&w, "pr-2"), ["c-2"]);
+        let freed = w.consumers.key(&c("c-1")).unwrap();
+
+        w.close_consumer(&c("c-1"));
+        assert!(forwarded_to(&w, "pr-1").is_empty());
+
+        // The next consumer takes the freed slot; only its own producer forwards to it.
+        w.add_consumer(&sub, c("c-3"), ProducerId::from_raw("pr-2"));
+        assert_eq!(w.consumers.key(&c("c-3")), Some(freed));
+        assert!(forwarded_to(&w, "pr-1").is_empty());
+        assert_eq!(forwarded_to(&w, "pr-2"), ["c-2", "c-3"]);
+
+        // A second consumer with a taken id is refused: no slot, no producer entry.
+        w.add_consumer(&sub, c("c-3"), ProducerId::from_raw("pr-1"));
+        assert!(forwarded_to(&w, "pr-1").is_empty());
+        assert_eq!(w.consumers.len(), 2);
+
+        // Closing the producer closes both of its consumers.
+        w.close_producer(&ProducerId::from_raw("pr-2"));
+        assert_eq!(w.consumers.len(), 0);
+        assert!(w.consumers.get(&c("c-2")).is_none());
+        assert!(w.consumers.get(&c("c-3")).is_none());
+    }
+}
