@@ -5,6 +5,10 @@
 //! generic segmentation offload (`UDP_SEGMENT`, Linux 4.18): the kernel walks its stack once
 //! for the lot and still delivers separate datagrams. A kernel that refuses GSO gets plain
 //! datagrams from then on. Owns only the batch buffers; the worker owns the socket.
+//!
+//! Incoming datagrams come the same way: [`RecvBatch`] reads what is waiting with one
+//! `recvmmsg(2)` instead of one `recvfrom(2)` per datagram and one more to learn that nothing
+//! is left.
 
 use std::io::ErrorKind;
 use std::mem;
@@ -205,6 +209,117 @@ impl SendBatch {
     }
 }
 
+/// Bytes of one received datagram, more than any datagram a peer sends the worker (media
+/// stays under the path MTU); a longer one is cut to this, as by `recv_from` into a buffer of
+/// this size.
+pub const MAX_DATAGRAM: usize = 2000;
+
+/// Datagrams read by one [`RecvBatch::recv`].
+pub const RECV_BATCH: usize = 64;
+
+/// Received datagrams: [`RECV_BATCH`] buffers, filled by one `recvmmsg` call.
+pub struct RecvBatch {
+    bufs: Box<[[u8; MAX_DATAGRAM]; RECV_BATCH]>,
+    /// Source address and length of each datagram of the last call.
+    got: Vec<(SocketAddr, usize)>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self {
+            bufs: Box::new([[0; MAX_DATAGRAM]; RECV_BATCH]),
+            got: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Reads the datagrams waiting on `socket`, up to [`RECV_BATCH`], without blocking;
+    /// returns how many (0: none was waiting). An error is the socket's (an ICMP error for
+    /// an earlier send, on Linux): the datagrams behind it are read by the next call.
+    pub fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        self.got.clear();
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero
+        // bytes are a valid value.
+        let mut addrs: [libc::sockaddr_storage; RECV_BATCH] = unsafe { mem::zeroed() };
+        let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { mem::zeroed() };
+        for (i, buf) in self.bufs.iter_mut().enumerate() {
+            iovs[i] = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: MAX_DATAGRAM,
+            };
+        }
+        for (i, msg) in msgs.iter_mut().enumerate() {
+            msg.msg_hdr.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
+            msg.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msg.msg_hdr.msg_iov = &mut iovs[i];
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every msghdr points into `addrs`, `iovs` and `self.bufs`, which outlive the
+        // call and do not move during it; RECV_BATCH matches the arrays' length.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        for (msg, addr) in msgs.iter().zip(&addrs).take(n as usize) {
+            // A source of another family cannot happen on an IP socket; skipped if it did.
+            if let Some(source) = read_sockaddr(addr) {
+                let len = (msg.msg_len as usize).min(MAX_DATAGRAM);
+                self.got.push((source, len));
+            }
+        }
+        Ok(n as usize)
+    }
+
+    /// The datagrams of the last [`RecvBatch::recv`], with their sources.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.got
+            .iter()
+            .zip(self.bufs.iter())
+            .map(|(&(source, len), buf)| (source, &buf[..len]))
+    }
+}
+
+/// The address in `storage`, when it is IPv4 or IPv6.
+fn read_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, for which it is large
+            // and aligned enough.
+            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::from((
+                sin.sin_addr.s_addr.to_ne_bytes(),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                sin6.sin6_addr.s6_addr.into(),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
 /// Errors with which a kernel (or a device without checksum offload) refuses GSO.
 fn gso_refused(e: &std::io::Error) -> bool {
     matches!(
@@ -287,6 +402,67 @@ mod tests {
                 "datagram {i} keeps its bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_receive_batch_reads_every_waiting_datagram_with_its_source_in_one_call() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let dest = rx.local_addr().unwrap();
+        let mut inbox = RecvBatch::default();
+        assert_eq!(
+            inbox.recv(&rx).unwrap(),
+            0,
+            "nothing waiting: no datagram, no error"
+        );
+        a.send_to(&[1; 10], dest).unwrap();
+        b.send_to(&[2; 1200], dest).unwrap();
+        a.send_to(&[3; MAX_DATAGRAM + 500], dest).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(inbox.recv(&rx).unwrap(), 3);
+        let got: Vec<(SocketAddr, Vec<u8>)> =
+            inbox.datagrams().map(|(s, d)| (s, d.to_vec())).collect();
+        assert_eq!(got[0], (a.local_addr().unwrap(), vec![1; 10]));
+        assert_eq!(got[1], (b.local_addr().unwrap(), vec![2; 1200]));
+        assert_eq!(got[2].1, vec![3; MAX_DATAGRAM], "a longer datagram is cut");
+        assert_eq!(inbox.recv(&rx).unwrap(), 0);
+        assert_eq!(inbox.datagrams().count(), 0);
+    }
+
+    #[test]
+    fn a_receive_batch_takes_at_most_its_size_and_leaves_the_rest_for_the_next_call() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = rx.local_addr().unwrap();
+        for i in 0..RECV_BATCH + 5 {
+            tx4.send_to(&[i as u8; 20], dest).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut inbox = RecvBatch::default();
+        assert_eq!(inbox.recv(&rx).unwrap(), RECV_BATCH);
+        assert!(inbox
+            .datagrams()
+            .enumerate()
+            .all(|(i, (_, d))| d == [i as u8; 20]));
+        assert_eq!(inbox.recv(&rx).unwrap(), 5);
+        assert_eq!(inbox.datagrams().next().unwrap().1, [RECV_BATCH as u8; 20]);
+    }
+
+    #[test]
+    fn a_receive_batch_reads_ipv6_sources() {
+        let bind = |a: &str| {
+            UdpSocket::bind(a).unwrap_or_else(|e| {
+                panic!("binding {a}: {e}; the test needs IPv6 on the loopback interface")
+            })
+        };
+        let (rx, tx) = (bind("[::1]:0"), bind("[::1]:0"));
+        tx.send_to(b"six", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut inbox = RecvBatch::default();
+        assert_eq!(inbox.recv(&rx).unwrap(), 1);
+        let (source, data) = inbox.datagrams().next().unwrap();
+        assert_eq!((source, data), (tx.local_addr().unwrap(), &b"six"[..]));
     }
 
     fn sizes(batch: &SendBatch, runs: &[Run]) -> Vec<(usize, usize)> {

@@ -32,7 +32,7 @@ mod negotiate;
 mod net;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -49,7 +49,7 @@ use str0m::rtp::Ssrc;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, info, warn};
 
-use super::batch::{SendBatch, MAX_BATCH};
+use super::batch::{RecvBatch, SendBatch, MAX_BATCH};
 use super::dtls::KeySlot;
 use super::egress::{self, Egress, Requests};
 use super::history::{PacketHistory, SentLog};
@@ -72,8 +72,9 @@ use net::{
 
 /// Longest the loop sleeps without looking at its command queue (commands also wake it).
 const MAX_SLEEP: Duration = Duration::from_millis(50);
-/// Datagrams read before the touched transports are polled.
-const RECV_BATCH: usize = 64;
+/// Reads tried in one loop turn when the socket reports errors (ICMP errors for earlier
+/// sends, one per call) before its datagrams; the first read that returns datagrams ends it.
+const RECV_ATTEMPTS: usize = 4;
 /// How often the simulcast layers of each recv transport are re-chosen. Each transport has
 /// its own phase in the interval (`layers::phase`), so a worker with a thousand
 /// subscribers does not re-choose them all in one turn (~1.5 ms in which no packet moved).
@@ -549,7 +550,7 @@ impl Worker {
     }
 
     fn run(&mut self) {
-        let mut buf = vec![0u8; 2000];
+        let mut inbox = RecvBatch::default();
         if let Err(e) = self.socket.set_nonblocking(true) {
             tracing::error!(
                 worker = self.index,
@@ -594,23 +595,26 @@ impl Worker {
             }
             self.choose_due_layers(now);
             self.flush();
-            // Take whatever arrived, in a batch, then poll the transports it touched.
+            // Take whatever arrived, in one batch, then poll the transports it touched.
             let mut received = false;
-            for _ in 0..RECV_BATCH {
-                match self.socket.recv_from(&mut buf) {
-                    Ok((n, source)) => {
-                        if source == self.poke_source {
+            for _ in 0..RECV_ATTEMPTS {
+                match inbox.recv(&self.socket) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        for (source, data) in inbox.datagrams() {
                             received = true;
-                            continue;
+                            if source == self.poke_source {
+                                continue;
+                            }
+                            self.stats.datagrams_in += 1;
+                            self.stats.bytes_in += data.len() as u64;
+                            self.on_packet(Protocol::Udp, source, data);
                         }
-                        self.stats.datagrams_in += 1;
-                        self.stats.bytes_in += n as u64;
-                        self.on_packet(Protocol::Udp, source, &buf[..n]);
-                        received = true;
+                        break;
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    // ICMP errors for earlier sends surface here on Linux; nothing to do.
-                    Err(e) => debug!(worker = self.index, "recv_from: {e}"),
+                    // ICMP errors for earlier sends surface here on Linux, one per call;
+                    // nothing to do but read on.
+                    Err(e) => debug!(worker = self.index, "recvmmsg: {e}"),
                 }
             }
             if received {
