@@ -33,7 +33,7 @@ mod net;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -547,6 +547,29 @@ impl Worker {
             last_speaker: now,
             stats: WorkerStats::default(),
         }
+    }
+
+    /// A worker on a fresh loopback socket that no thread runs, for the fuzzing harness
+    /// (`hostile`) and unit tests: they call its methods directly, and what it sends goes
+    /// nowhere anyone reads.
+    fn on_loopback() -> std::io::Result<Self> {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let candidate_addr = socket.local_addr()?;
+        let (_tcp_tx, tcp_rx) = mpsc::channel();
+        let (_cmd_tx, cmd_rx) = mpsc::channel();
+        let io = WorkerIo {
+            socket,
+            candidate_addr,
+            poke_source: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+            tcp_rx,
+        };
+        Ok(Self::new(
+            0,
+            io,
+            cmd_rx,
+            300_000,
+            Arc::new(AtomicBool::new(false)),
+        ))
     }
 
     fn run(&mut self) {

@@ -512,17 +512,12 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{mpsc, Arc};
-
     use actix::prelude::*;
 
     use super::*;
     use crate::ids::RoomId;
     use crate::model::Source;
     use crate::sfu::messages::MediaEvent;
-    use crate::sfu::worker::WorkerIo;
 
     /// Takes the subscriber's media events (its offers) and drops them.
     struct Sink;
@@ -539,17 +534,7 @@ mod tests {
     /// A worker on a loopback socket with one subscriber (`p-sub`) and two video producers
     /// (`pr-1`, `pr-2`) of another peer, put in place as `publish` would.
     fn worker_with_subscriber() -> Worker {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let candidate_addr = socket.local_addr().unwrap();
-        let (_tcp_tx, tcp_rx) = mpsc::channel();
-        let (_cmd_tx, cmd_rx) = mpsc::channel();
-        let io = WorkerIo {
-            socket,
-            candidate_addr,
-            poke_source: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
-            tcp_rx,
-        };
-        let mut w = Worker::new(0, io, cmd_rx, 300_000, Arc::new(AtomicBool::new(false)));
+        let mut w = Worker::on_loopback().unwrap();
         let room = RoomId::parse("slots").unwrap();
         w.on_command(WorkerCommand::AddPeer {
             room: room.clone(),

@@ -18,16 +18,14 @@
 //! source; a transport that no datagram reached is still alive at the end.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicBool;
-use std::sync::{mpsc, Arc};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::Input;
 
-use super::{Conn, Direction, TKey, Worker, WorkerIo};
+use super::{Conn, Direction, TKey, Worker};
 use crate::ids::PeerId;
 use crate::sfu::recv::conn::parse_stun;
 
@@ -52,17 +50,7 @@ impl Harness {
     /// A worker on a loopback socket (never written to: output is discarded) with two
     /// peers' transports made as for a real join.
     pub fn new() -> std::io::Result<Self> {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let candidate_addr = socket.local_addr()?;
-        let (_tcp_tx, tcp_rx) = mpsc::channel();
-        let (_cmd_tx, cmd_rx) = mpsc::channel();
-        let io = WorkerIo {
-            socket,
-            candidate_addr,
-            poke_source: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
-            tcp_rx,
-        };
-        let mut worker = Worker::new(0, io, cmd_rx, 300_000, Arc::new(AtomicBool::new(false)));
+        let mut worker = Worker::on_loopback()?;
         let mut transports = Vec::new();
         // A publisher's connection (str0m's) and a subscriber's (the worker's own).
         for (n, direction) in [(0, Direction::Send), (1, Direction::Recv)] {
