@@ -1,7 +1,8 @@
 //! Smoke test of the load generator (`multiparty-meeting-load`): it starts our server binary,
 //! runs 1 room x 1 publisher x 3 subscribers for 3 seconds and writes its JSON report; the
 //! report must be internally consistent. Once with str0m subscribers, once with the light
-//! ones (`--light-subscribers`, which read SRTP themselves). A check that the tool works, not
+//! ones (`--light-subscribers`, which read SRTP themselves), and both again with sockets that
+//! take the server's GSO trains whole (`--gro-receivers`). A check that the tool works, not
 //! a benchmark.
 
 use std::path::PathBuf;
@@ -24,6 +25,16 @@ fn one_publisher_three_subscribers() {
 #[test]
 fn one_publisher_three_light_subscribers() {
     smoke(&["--light-subscribers"]);
+}
+
+#[test]
+fn one_publisher_three_subscribers_taking_gso_trains_whole() {
+    smoke(&["--gro-receivers"]);
+}
+
+#[test]
+fn one_publisher_three_light_subscribers_taking_gso_trains_whole() {
+    smoke(&["--light-subscribers", "--gro-receivers"]);
 }
 
 fn smoke(extra: &[&str]) {

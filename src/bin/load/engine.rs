@@ -61,6 +61,8 @@ pub struct EngineConfig {
     pub ip_count: u32,
     /// Subscribers read SRTP themselves (`light`): no str0m receive path per packet.
     pub light_subscribers: bool,
+    /// The sockets take a train of datagrams sent with GSO as one message (`UDP_GRO`).
+    pub gro_receivers: bool,
 }
 
 /// What the engine tells the orchestrator.
@@ -251,7 +253,10 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         let mut sockets = Vec::new();
         for _ in 0..config.sockets.max(1) {
-            sockets.push(MultiSocket::bind(Ipv4Addr::UNSPECIFIED).context("binding a UDP socket")?);
+            sockets.push(
+                MultiSocket::bind(Ipv4Addr::UNSPECIFIED, config.gro_receivers)
+                    .context("binding a UDP socket")?,
+            );
         }
         let waker = Arc::new(Waker::new().context("eventfd")?);
         let (tx, rx) = mpsc::channel();
@@ -270,6 +275,7 @@ impl Engine {
             latencies: Vec::new(),
             latency_dropped: 0,
             recent_max_latency_us: 0,
+            rx_scratch: Vec::new(),
             datagrams_in: 0,
             frames: Vec::new(),
             next_feedback: Instant::now(),
@@ -375,6 +381,8 @@ struct State {
     latencies: Vec<u32>,
     latency_dropped: u64,
     recent_max_latency_us: u64,
+    /// A received message copied out, to be cut into datagrams (see `on_batch`).
+    rx_scratch: Vec<u8>,
     datagrams_in: u64,
     /// Scratch for due frames.
     frames: Vec<FrameWrite>,
@@ -829,48 +837,71 @@ impl State {
         let wall_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
+        // One message may hold several datagrams (`UDP_GRO`): they are copied out so that
+        // each can be handled with the engine borrowed mutably.
+        let mut scratch = std::mem::take(&mut self.rx_scratch);
         for i in 0..n {
             let Some(d) = self.sockets[sock].received(i) else {
                 continue;
             };
-            self.datagrams_in += 1;
             let ip_index = u32::from(d.dest_ip).wrapping_sub(base) as usize;
             let id = ip_index * k + sock;
-            let Some(c) = self.conns.get_mut(id).and_then(|c| c.as_mut()) else {
-                continue;
-            };
-            if c.dead || *c.local.ip() != d.dest_ip {
-                continue;
+            let (source, dest_ip, kernel_time) = (d.source, d.dest_ip, d.kernel_time);
+            let size = d.datagram_size();
+            scratch.clear();
+            scratch.extend_from_slice(d.data);
+            for data in scratch.chunks(size) {
+                self.datagrams_in += 1;
+                self.on_datagram(id, source, dest_ip, kernel_time, data, now, wall_now);
             }
-            // The kernel's arrival time, moved onto the monotonic clock.
-            let arrived = d
-                .kernel_time
-                .and_then(|k| now.checked_sub(wall_now.saturating_sub(k)))
-                .unwrap_or(now);
-            if let Role::Subscriber(SubState { light: Some(_), .. }) = &c.role {
-                if (128..192).contains(&d.data[0]) {
-                    // SRTP, or the server's SRTCP (sender reports: not needed here).
-                    if !(d.data.len() > 1 && (192..224).contains(&d.data[1])) {
-                        let (data, source) = (d.data.to_vec(), d.source);
-                        self.on_light_rtp(id, &data, source, arrived);
-                    }
-                    continue;
-                }
-            }
-            let Ok(rx) = Receive::new(
-                Protocol::Udp,
-                SocketAddr::V4(d.source),
-                SocketAddr::V4(c.local),
-                d.data,
-            ) else {
-                continue;
-            };
-            if let Err(e) = c.rtc.handle_input(Input::Receive(arrived, rx)) {
-                self.fail(id, format!("input: {e}"));
-                continue;
-            }
-            self.poll(id);
         }
+        self.rx_scratch = scratch;
+    }
+
+    /// One datagram from `source` to connection `id` (whose address is `dest_ip`).
+    #[allow(clippy::too_many_arguments)]
+    fn on_datagram(
+        &mut self,
+        id: ConnId,
+        source: SocketAddrV4,
+        dest_ip: Ipv4Addr,
+        kernel_time: Option<Duration>,
+        data: &[u8],
+        now: Instant,
+        wall_now: Duration,
+    ) {
+        let Some(c) = self.conns.get_mut(id).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if c.dead || *c.local.ip() != dest_ip || data.is_empty() {
+            return;
+        }
+        // The kernel's arrival time, moved onto the monotonic clock.
+        let arrived = kernel_time
+            .and_then(|k| now.checked_sub(wall_now.saturating_sub(k)))
+            .unwrap_or(now);
+        if let Role::Subscriber(SubState { light: Some(_), .. }) = &c.role {
+            if (128..192).contains(&data[0]) {
+                // SRTP, or the server's SRTCP (sender reports: not needed here).
+                if !(data.len() > 1 && (192..224).contains(&data[1])) {
+                    self.on_light_rtp(id, data, source, arrived);
+                }
+                return;
+            }
+        }
+        let Ok(rx) = Receive::new(
+            Protocol::Udp,
+            SocketAddr::V4(source),
+            SocketAddr::V4(c.local),
+            data,
+        ) else {
+            return;
+        };
+        if let Err(e) = c.rtc.handle_input(Input::Receive(arrived, rx)) {
+            self.fail(id, format!("input: {e}"));
+            return;
+        }
+        self.poll(id);
     }
 
     fn flush_sockets(&mut self) {

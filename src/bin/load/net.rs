@@ -18,7 +18,9 @@ use std::time::Duration;
 pub const BATCH: usize = 64;
 /// Receive buffer per datagram (str0m never sends more than ~1200 bytes).
 const BUF_LEN: usize = 2048;
-/// Room for the `IP_PKTINFO` and `SO_TIMESTAMPNS` control messages of a datagram.
+/// Receive buffer per message with `UDP_GRO`: one message may hold a whole GSO train.
+const GRO_BUF_LEN: usize = 65_536;
+/// Room for the `IP_PKTINFO`, `SO_TIMESTAMPNS` and `UDP_GRO` control messages of a datagram.
 const CTRL_LEN: usize = 128;
 /// Kernel socket buffers asked for (root may exceed `rmem_max` with the *FORCE options).
 const SOCKET_BUFFER: libc::c_int = 16 * 1024 * 1024;
@@ -96,8 +98,22 @@ pub struct Received<'a> {
     pub dest_ip: Ipv4Addr,
     /// When the kernel received it (`SO_TIMESTAMPNS`, wall clock), if it said.
     pub kernel_time: Option<Duration>,
-    /// Payload.
+    /// Payload: one datagram, or with `UDP_GRO` several of `segment` bytes each (the last
+    /// may be shorter), all from `source` to `dest_ip`.
     pub data: &'a [u8],
+    /// Size of each datagram in `data` when the kernel coalesced several (`UDP_GRO`).
+    pub segment: Option<usize>,
+}
+
+impl Received<'_> {
+    /// The size to cut `data` into datagrams with (`chunks`): the segment size, or the
+    /// whole of `data` when it is one datagram. Never 0.
+    pub fn datagram_size(&self) -> usize {
+        self.segment
+            .filter(|&s| s > 0)
+            .unwrap_or(self.data.len())
+            .max(1)
+    }
 }
 
 /// A datagram waiting in a send batch.
@@ -111,7 +127,10 @@ struct Outgoing {
 pub struct MultiSocket {
     socket: UdpSocket,
     port: u16,
-    rx_bufs: Vec<[u8; BUF_LEN]>,
+    /// Bytes per receive buffer: [`BUF_LEN`], or [`GRO_BUF_LEN`] with `UDP_GRO`.
+    buf_len: usize,
+    /// `BATCH` receive buffers of `buf_len` bytes each, end to end.
+    rx_bufs: Vec<u8>,
     rx_names: Vec<libc::sockaddr_in>,
     /// u64 elements keep every control buffer 8-byte aligned, as cmsghdr needs.
     rx_ctrl: Vec<[u64; CTRL_LEN / 8]>,
@@ -131,7 +150,10 @@ unsafe impl Send for MultiSocket {}
 
 impl MultiSocket {
     /// Binds `bind_ip:0` (use 0.0.0.0 so every local address of the range reaches it).
-    pub fn bind(bind_ip: Ipv4Addr) -> io::Result<MultiSocket> {
+    /// With `gro` the kernel hands over a train of datagrams sent with `UDP_SEGMENT` as one
+    /// message instead of splitting it into one socket delivery per datagram (see
+    /// `--gro-receivers`).
+    pub fn bind(bind_ip: Ipv4Addr, gro: bool) -> io::Result<MultiSocket> {
         let socket = UdpSocket::bind(SocketAddr::from((bind_ip, 0)))?;
         socket.set_nonblocking(true)?;
         let fd = socket.as_raw_fd();
@@ -142,11 +164,16 @@ impl MultiSocket {
         // sees must not include how long the busy engine took to get to the datagram.
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
         grow_buffers(fd);
+        if gro && !setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1) {
+            return Err(io::Error::last_os_error());
+        }
+        let buf_len = if gro { GRO_BUF_LEN } else { BUF_LEN };
         let port = socket.local_addr()?.port();
         Ok(MultiSocket {
             socket,
             port,
-            rx_bufs: vec![[0u8; BUF_LEN]; BATCH],
+            buf_len,
+            rx_bufs: vec![0u8; BATCH * buf_len],
             // SAFETY: plain old data, all-zero is valid.
             rx_names: vec![unsafe { zeroed() }; BATCH],
             rx_ctrl: vec![[0u64; CTRL_LEN / 8]; BATCH],
@@ -173,10 +200,10 @@ impl MultiSocket {
     pub fn recv_batch(&mut self) -> io::Result<usize> {
         self.rx_iov.clear();
         self.rx_hdrs.clear();
-        for i in 0..BATCH {
+        for buf in self.rx_bufs.chunks_exact_mut(self.buf_len) {
             self.rx_iov.push(libc::iovec {
-                iov_base: self.rx_bufs[i].as_mut_ptr() as *mut libc::c_void,
-                iov_len: BUF_LEN,
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
             });
         }
         for i in 0..BATCH {
@@ -222,10 +249,11 @@ impl MultiSocket {
             return None;
         }
         let h = &self.rx_hdrs[i];
-        let len = (h.msg_len as usize).min(BUF_LEN);
+        let len = (h.msg_len as usize).min(self.buf_len);
         let source = from_sockaddr(&self.rx_names[i]);
         let mut dest_ip = Ipv4Addr::UNSPECIFIED;
         let mut kernel_time = None;
+        let mut segment = None;
         // SAFETY: the header was filled by recvmmsg; CMSG_* walk its control buffer within
         // msg_controllen, and an IP_PKTINFO payload is an in_pktinfo.
         unsafe {
@@ -241,6 +269,12 @@ impl MultiSocket {
                     let ts =
                         std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
                     kernel_time = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                } else if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO
+                {
+                    // The kernel writes the segment size as an int.
+                    let size =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                    segment = usize::try_from(size).ok();
                 }
                 cmsg = libc::CMSG_NXTHDR(&h.msg_hdr, cmsg);
             }
@@ -249,7 +283,8 @@ impl MultiSocket {
             source,
             dest_ip,
             kernel_time,
-            data: &self.rx_bufs[i][..len],
+            data: &self.rx_bufs[i * self.buf_len..i * self.buf_len + len],
+            segment,
         })
     }
 
@@ -432,5 +467,65 @@ fn set_affinity(pid: libc::pid_t, cpus: std::ops::Range<usize>) -> bool {
         let mut set: libc::cpu_set_t = zeroed();
         cpus.for_each(|c| libc::CPU_SET(c, &mut set));
         libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multiparty_meeting::sfu::batch::SendBatch;
+    use std::time::Instant;
+
+    /// Sends one frame's worth of datagrams (two full, one short) to `to` the way the server
+    /// does (`SendBatch`: one GSO message), then reads until all three bytes counts arrived.
+    fn send_train_and_read(receiver: &mut MultiSocket) -> Vec<(Option<usize>, Vec<usize>)> {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver.port()));
+        let mut batch = SendBatch::default();
+        for (len, fill) in [(1000, 1u8), (1000, 2), (400, 3)] {
+            batch.push(to, &vec![fill; len]);
+        }
+        let flushed = batch.flush(&sender);
+        assert_eq!(flushed.sent, 3, "{flushed:?}");
+        let mut messages = Vec::new();
+        let mut datagrams = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while datagrams < 3 && Instant::now() < deadline {
+            wait_readable(&[receiver.fd()], Duration::from_millis(100));
+            let n = receiver.recv_batch().unwrap();
+            for i in 0..n {
+                let d = receiver.received(i).unwrap();
+                assert_eq!(d.dest_ip, Ipv4Addr::LOCALHOST);
+                assert_eq!(*d.source.ip(), Ipv4Addr::LOCALHOST);
+                let lens: Vec<usize> = d.data.chunks(d.datagram_size()).map(<[u8]>::len).collect();
+                for (chunk, fill) in d.data.chunks(d.datagram_size()).zip(1 + datagrams as u8..) {
+                    assert!(
+                        chunk.iter().all(|&b| b == fill),
+                        "datagram {fill} cut wrong"
+                    );
+                }
+                datagrams += lens.len();
+                messages.push((d.segment, lens));
+            }
+        }
+        messages
+    }
+
+    #[test]
+    fn a_gro_socket_takes_a_gso_train_as_one_message_and_cuts_it_into_its_datagrams() {
+        let mut receiver = MultiSocket::bind(Ipv4Addr::UNSPECIFIED, true).unwrap();
+        assert_eq!(
+            send_train_and_read(&mut receiver),
+            vec![(Some(1000), vec![1000, 1000, 400])]
+        );
+    }
+
+    #[test]
+    fn a_plain_socket_gets_a_gso_train_as_separate_datagrams() {
+        let mut receiver = MultiSocket::bind(Ipv4Addr::UNSPECIFIED, false).unwrap();
+        assert_eq!(
+            send_train_and_read(&mut receiver),
+            vec![(None, vec![1000]), (None, vec![1000]), (None, vec![400])]
+        );
     }
 }
