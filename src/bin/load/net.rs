@@ -165,7 +165,11 @@ impl MultiSocket {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
         grow_buffers(fd);
         if gro && !setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1) {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("UDP_GRO (--gro-receivers needs Linux 5.0 or later): {e}"),
+            ));
         }
         let buf_len = if gro { GRO_BUF_LEN } else { BUF_LEN };
         let port = socket.local_addr()?.port();
