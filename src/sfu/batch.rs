@@ -220,8 +220,8 @@ pub const RECV_BATCH: usize = 64;
 /// Received datagrams: [`RECV_BATCH`] buffers, filled by one `recvmmsg` call.
 pub struct RecvBatch {
     bufs: Box<[[u8; MAX_DATAGRAM]; RECV_BATCH]>,
-    /// Source address and length of each datagram of the last call.
-    got: Vec<(SocketAddr, usize)>,
+    /// Source address, buffer index and length of each datagram of the last call.
+    got: Vec<(SocketAddr, usize, usize)>,
 }
 
 impl Default for RecvBatch {
@@ -275,11 +275,12 @@ impl RecvBatch {
                 Err(e)
             };
         }
-        for (msg, addr) in msgs.iter().zip(&addrs).take(n as usize) {
-            // A source of another family cannot happen on an IP socket; skipped if it did.
+        for (i, (msg, addr)) in msgs.iter().zip(&addrs).take(n as usize).enumerate() {
+            // A source of another family cannot happen on an IP socket; skipped if it did,
+            // and the datagrams after it keep their own buffers.
             if let Some(source) = read_sockaddr(addr) {
                 let len = (msg.msg_len as usize).min(MAX_DATAGRAM);
-                self.got.push((source, len));
+                self.got.push((source, i, len));
             }
         }
         Ok(n as usize)
@@ -289,8 +290,7 @@ impl RecvBatch {
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.got
             .iter()
-            .zip(self.bufs.iter())
-            .map(|(&(source, len), buf)| (source, &buf[..len]))
+            .map(|&(source, i, len)| (source, &self.bufs[i][..len]))
     }
 }
 
