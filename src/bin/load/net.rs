@@ -481,7 +481,7 @@ mod tests {
     use std::time::Instant;
 
     /// Sends one frame's worth of datagrams (two full, one short) to `to` the way the server
-    /// does (`SendBatch`: one GSO message), then reads until all three bytes counts arrived.
+    /// does (`SendBatch`: one GSO message), then reads until all three datagrams arrived.
     fn send_train_and_read(receiver: &mut MultiSocket) -> Vec<(Option<usize>, Vec<usize>)> {
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver.port()));
@@ -501,14 +501,16 @@ mod tests {
                 let d = receiver.received(i).unwrap();
                 assert_eq!(d.dest_ip, Ipv4Addr::LOCALHOST);
                 assert_eq!(*d.source.ip(), Ipv4Addr::LOCALHOST);
-                let lens: Vec<usize> = d.data.chunks(d.datagram_size()).map(<[u8]>::len).collect();
-                for (chunk, fill) in d.data.chunks(d.datagram_size()).zip(1 + datagrams as u8..) {
+                let mut lens = Vec::new();
+                for chunk in d.data.chunks(d.datagram_size()) {
+                    datagrams += 1;
+                    let fill = datagrams as u8;
                     assert!(
                         chunk.iter().all(|&b| b == fill),
                         "datagram {fill} cut wrong"
                     );
+                    lens.push(chunk.len());
                 }
-                datagrams += lens.len();
                 messages.push((d.segment, lens));
             }
         }
