@@ -2,8 +2,8 @@
 //! runs 1 room x 1 publisher x 3 subscribers for 3 seconds and writes its JSON report; the
 //! report must be internally consistent. Once with str0m subscribers, once with the light
 //! ones (`--light-subscribers`, which read SRTP themselves), and both again with sockets that
-//! take the server's GSO trains whole (`--gro-receivers`). A check that the tool works, not
-//! a benchmark.
+//! take the server's GSO trains whole (`--gro-receivers`). And `--cpu-gaps`, which measures
+//! no server but the machine. A check that the tool works, not a benchmark.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,6 +35,62 @@ fn one_publisher_three_subscribers_taking_gso_trains_whole() {
 #[test]
 fn one_publisher_three_light_subscribers_taking_gso_trains_whole() {
     smoke(&["--light-subscribers", "--gro-receivers"]);
+}
+
+/// `--cpu-gaps` measures for the seconds asked, twice, and its figures add up.
+#[test]
+fn cpu_gaps_are_measured_with_the_other_core_idle_and_busy() {
+    let run = Command::new(env!("CARGO_BIN_EXE_multiparty-meeting-load"))
+        .args(["--cpu-gaps", "--gaps-secs", "0.5", "--json", "-"])
+        .output()
+        .expect("the load generator runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{}: {stdout}\n{stderr}", run.status);
+    assert!(
+        stderr.contains("other core idle") && stderr.contains("busy"),
+        "human lines on stderr: {stderr}"
+    );
+    let doc: Value = serde_json::from_str(&stdout).expect("JSON report parses");
+    let g = &doc["cpu_gaps"];
+    assert_eq!(num(g, "/threshold_us"), 30.0, "{g:#}");
+    for which in ["other_idle", "other_busy"] {
+        let f = &g[which];
+        let secs = num(f, "/secs");
+        assert!(
+            (0.5..1.5).contains(&secs),
+            "{which} measured {secs} s: {g:#}"
+        );
+        let histogram: f64 = f["histogram"]
+            .as_array()
+            .expect("histogram")
+            .iter()
+            .filter_map(Value::as_f64)
+            .sum();
+        assert_eq!(histogram, num(f, "/gaps"), "{which}: buckets add up: {g:#}");
+        let (lost, long) = (
+            num(f, "/lost_percent"),
+            num(f, "/lost_in_gaps_over_1ms_percent"),
+        );
+        assert!((0.0..=100.0).contains(&lost), "{which}: {g:#}");
+        assert!(long <= lost, "{which}: long gaps are part of all: {g:#}");
+        assert!(
+            num(f, "/longest_ms") * 1e3 >= if num(f, "/gaps") > 0.0 { 30.0 } else { 0.0 },
+            "{which}: the longest gap is a gap: {g:#}"
+        );
+    }
+}
+
+/// A duration that is not a positive number of seconds stops the tool, naming the flag.
+#[test]
+fn a_bad_gap_duration_is_refused_by_name() {
+    let run = Command::new(env!("CARGO_BIN_EXE_multiparty-meeting-load"))
+        .args(["--cpu-gaps", "--gaps-secs", "0"])
+        .output()
+        .expect("the load generator runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("--gaps-secs"), "{stderr}");
 }
 
 fn smoke(extra: &[&str]) {

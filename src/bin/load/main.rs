@@ -4,7 +4,8 @@
 //! subscribers, audio and/or video (synthetic VP8 or an IVF file, optional simulcast) at a
 //! set bitrate and frame rate, subscribers joining in bursts. Measures join time, packets,
 //! loss, forwarding latency, the server's CPU and RSS, egress packets per server CPU-second;
-//! `--udp-floor` measures the kernel's loopback UDP floor. Prints a table (one column per
+//! `--udp-floor` measures the kernel's loopback UDP floor, `--cpu-gaps` how much of the
+//! server's core the machine takes away (interrupts, a VM's host). Prints a table (one column per
 //! target) and writes JSON. Exits non-zero only on its own errors (arguments, sockets, a
 //! server it cannot reach), never because results are slow.
 //!
@@ -18,6 +19,7 @@
 mod direct;
 mod engine;
 mod floor;
+mod gaps;
 mod janus;
 mod light;
 mod media;
@@ -155,6 +157,14 @@ struct Args {
     /// Seconds per UDP floor measurement.
     #[arg(long, default_value_t = 3.0)]
     floor_secs: f64,
+    /// Measure the gaps in which a thread spinning on the server's core (`--server-cpu`,
+    /// default 0) does not run: with the other core idle, then with the generator's core
+    /// (`--client-cpu`, default the next one) kept busy. Time the machine takes from a server.
+    #[arg(long)]
+    cpu_gaps: bool,
+    /// Seconds per gap measurement.
+    #[arg(long, default_value_t = 10.0)]
+    gaps_secs: f64,
 
     /// Write the JSON report here (`-` = stdout, then the table goes to stderr).
     #[arg(long, value_name = "FILE")]
@@ -281,9 +291,31 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             pid,
         });
     }
-    if targets.is_empty() && !args.udp_floor {
-        bail!("nothing to do: give --spawn-server, --target or --udp-floor");
+    if targets.is_empty() && !args.udp_floor && !args.cpu_gaps {
+        bail!("nothing to do: give --spawn-server, --target, --udp-floor or --cpu-gaps");
     }
+    for (flag, secs) in [
+        ("--gaps-secs", args.gaps_secs),
+        ("--floor-secs", args.floor_secs),
+    ] {
+        if !(secs.is_finite() && secs > 0.0) {
+            bail!("{flag} must be a positive number of seconds, not {secs}");
+        }
+    }
+    let cpu_gaps = if args.cpu_gaps {
+        eprintln!("measuring CPU gaps ({}s x 2)...", args.gaps_secs);
+        let cpu = args.server_cpu.unwrap_or(0);
+        let busy = args
+            .client_cpu
+            .unwrap_or((cpu + 1) % num_cpus::get().max(1));
+        Some(gaps::run(
+            Duration::from_secs_f64(args.gaps_secs),
+            cpu,
+            busy,
+        )?)
+    } else {
+        None
+    };
     let floor = if args.udp_floor {
         eprintln!(
             "measuring the loopback UDP floor ({}s x 2)...",
@@ -317,6 +349,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         "machine": machine(),
         "scenario": scenario_json(&args),
         "udp_floor": floor,
+        "cpu_gaps": cpu_gaps,
         "targets": results.iter().map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
             if let (Some(f), Some(e)) = (&floor, r.server.as_ref().and_then(|s| s.egress_pps_per_cpu_second)) {
@@ -335,6 +368,13 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             f.send_recv_one_core.per_thread_cpu_second,
             f.send_only.per_wall_second,
             f.send_only.per_thread_cpu_second
+        );
+    }
+    if let Some(g) = &cpu_gaps {
+        human += &gaps::describe(&format!("CPU {}, other core idle", g.cpu), &g.other_idle);
+        human += &gaps::describe(
+            &format!("CPU {}, CPU {} busy", g.cpu, g.busy_cpu),
+            &g.other_busy,
         );
     }
     if !results.is_empty() {
