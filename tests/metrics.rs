@@ -135,6 +135,7 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
         "mm_media_sent_bytes_total",
         "mm_media_received_packets_total",
         "mm_media_sent_packets_total",
+        "mm_media_sent_messages_total",
         "mm_forwarded_frames_total",
         "mm_forwarded_packets_total",
         "mm_plis_sent_total",
@@ -143,6 +144,10 @@ async fn metrics_parse_with_promtool_and_count_a_running_meeting() {
         assert!(s[name] > 0.0, "{name} counts the meeting: {text}");
     }
     assert!(s["mm_media_received_bytes_total"] > s["mm_media_received_packets_total"] * 10.0);
+    assert!(
+        s["mm_media_sent_messages_total"] <= s["mm_media_sent_packets_total"],
+        "a message carries one datagram or more: {text}"
+    );
     for name in [
         "mm_nacks_received_total",
         "mm_nacks_sent_total",

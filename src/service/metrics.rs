@@ -153,7 +153,7 @@ pub async fn render(s: &Sources) -> String {
     for (name, help, value) in gauges {
         out.metric(name, "gauge", help, &[("", value as f64)]);
     }
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 15] = [
         (
             "mm_media_received_bytes_total",
             "Bytes of the datagrams (and ICE-TCP frames) received on the media ports.",
@@ -173,6 +173,11 @@ pub async fn render(s: &Sources) -> String {
             "mm_media_sent_packets_total",
             "Datagrams (and ICE-TCP frames) sent from the media ports: RTP, RTCP, STUN, DTLS.",
             media.datagrams_out,
+        ),
+        (
+            "mm_media_sent_messages_total",
+            "UDP messages handed to the kernel from the media ports: with GSO one message carries a subscriber's run of datagrams.",
+            media.messages_out,
         ),
         (
             "mm_forwarded_frames_total",

@@ -64,6 +64,16 @@ impl SendBatch {
         self.items.push((destination, start, payload.len()));
     }
 
+    /// True when the batch should be sent before a datagram to `destination` is queued: it
+    /// holds a `sendmmsg` worth of datagrams, and the datagram would not extend the run of
+    /// the last destination (one GSO message), or that run is already a message long.
+    pub fn full_before(&self, destination: SocketAddr) -> bool {
+        let len = self.items.len();
+        len >= MAX_BATCH
+            && (self.items.last().is_some_and(|(d, _, _)| *d != destination)
+                || len >= MAX_BATCH + MAX_SEGMENTS)
+    }
+
     /// Datagrams queued.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -376,6 +386,31 @@ fn wait_writable(socket: &UdpSocket, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_batch_is_sent_between_subscribers_runs_not_inside_one() {
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        let mut batch = SendBatch::default();
+        for _ in 0..MAX_BATCH - 3 {
+            batch.push(b, &[0; 100]);
+        }
+        // Not full yet: anything may join.
+        assert!(!batch.full_before(a));
+        for _ in 0..3 {
+            batch.push(a, &[1; 100]);
+        }
+        assert_eq!(batch.len(), MAX_BATCH);
+        // Full: a's run goes on in the same message; another subscriber waits for a send.
+        assert!(!batch.full_before(a), "a's run is not cut");
+        assert!(batch.full_before(b), "b starts after the send");
+        // A run as long as a GSO message takes cuts it anyway: the batch stays bounded.
+        while batch.len() < MAX_BATCH + MAX_SEGMENTS {
+            assert!(!batch.full_before(a));
+            batch.push(a, &[1; 100]);
+        }
+        assert!(batch.full_before(a));
+    }
 
     #[test]
     fn a_batch_arrives_whole_and_in_order() {

@@ -169,6 +169,9 @@ pub struct WorkerStats {
     pub datagrams_in: u64,
     /// Datagrams sent since start.
     pub datagrams_out: u64,
+    /// UDP messages handed to the kernel since start: with GSO one message carries a run of
+    /// datagrams to one subscriber, so `datagrams_out / messages_out` is how well that works.
+    pub messages_out: u64,
     /// Bytes of the datagrams (and ICE-TCP frames) received since start.
     pub bytes_in: u64,
     /// Bytes of the datagrams (and ICE-TCP frames) sent since start.

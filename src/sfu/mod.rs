@@ -108,6 +108,7 @@ impl MediaPlane {
                 total.packets_forwarded += s.packets_forwarded;
                 total.datagrams_in += s.datagrams_in;
                 total.datagrams_out += s.datagrams_out;
+                total.messages_out += s.messages_out;
                 total.bytes_in += s.bytes_in;
                 total.bytes_out += s.bytes_out;
                 total.nacks_received += s.nacks_received;

@@ -732,7 +732,7 @@ impl Worker {
         }
         self.flush_egress();
         if !self.out.is_empty() {
-            self.out.flush(&self.socket);
+            self.stats.messages_out += self.out.flush(&self.socket).messages as u64;
         }
     }
 
@@ -1014,9 +1014,11 @@ fn send(
             tcp_conns.remove(&dest);
         }
     } else {
-        out.push(dest, data);
-        if out.len() >= MAX_BATCH {
-            out.flush(socket);
+        // A full batch goes at the end of a subscriber's run, not in its middle: the run
+        // stays one GSO message.
+        if out.full_before(dest) {
+            stats.messages_out += out.flush(socket).messages as u64;
         }
+        out.push(dest, data);
     }
 }
