@@ -104,8 +104,12 @@ impl Gaps {
 }
 
 /// Spins on `cpu` for `duration`, reading the clock, and returns the gaps it saw.
-fn measure(duration: Duration, cpu: usize) -> GapFigure {
-    pin_to_cpu(0, cpu);
+fn measure(duration: Duration, cpu: usize) -> anyhow::Result<GapFigure> {
+    // Unpinned, the thread would measure whichever core the scheduler gave it.
+    anyhow::ensure!(
+        pin_to_cpu(0, cpu),
+        "cannot pin the measuring thread to CPU {cpu}"
+    );
     let mut gaps = Gaps::default();
     let start = Instant::now();
     let mut last = start;
@@ -114,15 +118,15 @@ fn measure(duration: Duration, cpu: usize) -> GapFigure {
         gaps.add(now - last);
         last = now;
         if now - start >= duration {
-            return gaps.finish(now - start);
+            return Ok(gaps.finish(now - start));
         }
     }
 }
 
 pub fn run(duration: Duration, cpu: usize, busy_cpu: usize) -> anyhow::Result<GapsResult> {
-    let join = |h: std::thread::JoinHandle<GapFigure>| {
+    let join = |h: std::thread::JoinHandle<anyhow::Result<GapFigure>>| {
         h.join()
-            .map_err(|_| anyhow::anyhow!("the gap measuring thread panicked"))
+            .map_err(|_| anyhow::anyhow!("the gap measuring thread panicked"))?
     };
     let other_idle = join(std::thread::spawn(move || measure(duration, cpu)))?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -304,10 +304,14 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     }
     let cpu_gaps = if args.cpu_gaps {
         eprintln!("measuring CPU gaps ({}s x 2)...", args.gaps_secs);
+        let cpus = num_cpus::get().max(1);
         let cpu = args.server_cpu.unwrap_or(0);
-        let busy = args
-            .client_cpu
-            .unwrap_or((cpu + 1) % num_cpus::get().max(1));
+        let busy = args.client_cpu.unwrap_or((cpu + 1) % cpus);
+        for (flag, c) in [("--server-cpu", cpu), ("--client-cpu", busy)] {
+            if c >= cpus {
+                bail!("{flag} {c}: this machine has CPUs 0 to {}", cpus - 1);
+            }
+        }
         Some(gaps::run(
             Duration::from_secs_f64(args.gaps_secs),
             cpu,
