@@ -85,25 +85,27 @@ fn cpu_gaps_are_measured_with_the_other_core_idle_and_busy() {
 /// whichever core the scheduler picks.
 #[test]
 fn a_cpu_the_machine_lacks_is_refused_by_name() {
-    let run = Command::new(env!("CARGO_BIN_EXE_multiparty-meeting-load"))
-        .args(["--cpu-gaps", "--gaps-secs", "0.1", "--server-cpu", "4096"])
-        .output()
-        .expect("the load generator runs");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "{stderr}");
-    assert!(stderr.contains("--server-cpu 4096"), "{stderr}");
+    refused(
+        &["--cpu-gaps", "--gaps-secs", "0.1", "--server-cpu", "4096"],
+        "--server-cpu 4096",
+    );
 }
 
 /// A duration that is not a positive number of seconds stops the tool, naming the flag.
 #[test]
 fn a_bad_gap_duration_is_refused_by_name() {
+    refused(&["--cpu-gaps", "--gaps-secs", "0"], "--gaps-secs");
+}
+
+/// Runs the load generator with `args`: it must fail, and say `names` on stderr.
+fn refused(args: &[&str], names: &str) {
     let run = Command::new(env!("CARGO_BIN_EXE_multiparty-meeting-load"))
-        .args(["--cpu-gaps", "--gaps-secs", "0"])
+        .args(args)
         .output()
         .expect("the load generator runs");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "{stderr}");
-    assert!(stderr.contains("--gaps-secs"), "{stderr}");
+    assert!(stderr.contains(names), "{stderr}");
 }
 
 fn smoke(extra: &[&str]) {
