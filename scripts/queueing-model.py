@@ -68,12 +68,13 @@ def one_draw(rng, n, period, work, subs, gap_kinds, periods=30, warmup=5):
         free = advance(gaps, starts, start, work)
         if a > warmup * period:
             # Half of a frame's work reads and queues it; then the copies go out in order.
+            # A copy needs `done` ms of the worker after start; a gap inside the frame's work
+            # pushes it back.
             if free - start <= work + 1e-12:
-                lat.extend(start - a + work * 0.5 + work * 0.5 * (i + 1) / subs
-                           for i in range(subs))
+                finish = lambda done: start + done
             else:
-                lat.extend(advance(gaps, starts, start, work * 0.5 + work * 0.5 * (i + 1) / subs) - a
-                           for i in range(subs))
+                finish = lambda done: advance(gaps, starts, start, done)
+            lat.extend(finish(work * 0.5 + work * 0.5 * (i + 1) / subs) - a for i in range(subs))
     lat.sort()
     return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
 
