@@ -81,6 +81,9 @@ struct OutStream {
     highest_seq: u64,
     /// A receiver report named the SSRC: the MID extension is no longer needed.
     acked: bool,
+    /// The MID extension's id and value, when negotiated (a `Mid` reads as text only by
+    /// validating and trimming it, too slow for every packet).
+    mid_ext: Option<(u8, MidBytes)>,
     /// Next sequence number of the repair stream (extended).
     rtx_seq: u64,
     next_sr: Option<Instant>,
@@ -219,7 +222,12 @@ impl Egress {
     /// Adds an outgoing stream (or replaces the one on the same m-line); returns its index
     /// for [`Outgoing::stream`].
     pub fn add_stream(&mut self, spec: StreamSpec) -> usize {
+        let mid_ext = spec
+            .exts
+            .mid
+            .and_then(|id| Some((id, MidBytes::new(&spec.mid)?)));
         let stream = OutStream {
+            mid_ext,
             spec,
             packets: 0,
             octets: 0,
@@ -335,12 +343,7 @@ impl Egress {
             (id, seq)
         });
         let exts = Exts {
-            mid: s
-                .spec
-                .exts
-                .mid
-                .filter(|_| !s.acked || repair.is_some())
-                .map(|id| (id, s.spec.mid)),
+            mid: s.mid_ext.filter(|_| !s.acked || repair.is_some()),
             abs_send_time: s.spec.exts.abs_send_time.map(|id| (id, abs_send_time)),
             transport_cc: twcc.map(|(id, seq)| (id, seq as u16)),
             audio_level: s.spec.exts.audio_level.zip(p.audio_level),
@@ -488,7 +491,7 @@ impl Egress {
         let index = s.rtx_seq;
         s.rtx_seq += 1;
         let exts = Exts {
-            mid: s.spec.exts.mid.map(|m| (m, s.spec.mid)),
+            mid: s.mid_ext,
             abs_send_time: s.spec.exts.abs_send_time.map(|e| (e, abs)),
             transport_cc: Some((id, seq as u16)),
             audio_level: None,
@@ -590,11 +593,38 @@ fn extend_seq(highest: u64, seq: u16) -> Option<u64> {
 
 /// The header extensions of one packet: (id, value) of each one it carries.
 struct Exts {
-    mid: Option<(u8, Mid)>,
+    mid: Option<(u8, MidBytes)>,
     abs_send_time: Option<(u8, u32)>,
     transport_cc: Option<(u8, u16)>,
     audio_level: Option<(u8, (i8, bool))>,
     video_orientation: Option<(u8, u8)>,
+}
+
+/// A MID as the bytes of its header extension: 1 to 16 of them (RFC 8285's one-byte form).
+#[derive(Debug, Clone, Copy)]
+struct MidBytes {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl MidBytes {
+    /// None for a MID the one-byte form cannot carry (empty, or longer than 16 bytes).
+    fn new(mid: &str) -> Option<MidBytes> {
+        let len = mid.len();
+        if !(1..=16).contains(&len) {
+            return None;
+        }
+        let mut bytes = [0; 16];
+        bytes[..len].copy_from_slice(mid.as_bytes());
+        Some(MidBytes {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// Writes an RTP header with the one-byte-form extensions (RFC 8285) at the start of `buf`;
@@ -621,10 +651,7 @@ fn write_header(
         at += 1 + value.len();
     };
     if let Some((id, mid)) = &exts.mid {
-        let mid: &str = mid;
-        if (1..=16).contains(&mid.len()) {
-            element(*id, mid.as_bytes());
-        }
+        element(*id, mid.as_bytes());
     }
     if let Some((id, t)) = exts.abs_send_time {
         element(id, &t.to_be_bytes()[1..]);

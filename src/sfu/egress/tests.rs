@@ -439,3 +439,15 @@ fn a_packet_too_large_to_send_leaves_no_gap_in_the_transport_sequence() {
         "transport sequence numbers 0 and 1"
     );
 }
+
+#[test]
+fn a_mid_the_one_byte_form_cannot_carry_is_left_out() {
+    assert_eq!(MidBytes::new("3").unwrap().as_bytes(), b"3");
+    let longest = "abcdefghijklmnop";
+    assert_eq!(
+        MidBytes::new(longest).unwrap().as_bytes(),
+        longest.as_bytes()
+    );
+    assert!(MidBytes::new("").is_none());
+    assert!(MidBytes::new("abcdefghijklmnopq").is_none(), "17 bytes");
+}
