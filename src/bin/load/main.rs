@@ -304,7 +304,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     }
     let cpu_gaps = if args.cpu_gaps {
         eprintln!("measuring CPU gaps ({}s x 2)...", args.gaps_secs);
-        let cpus = num_cpus::get().max(1);
+        let cpus = net::online_cpus();
         let cpu = args.server_cpu.unwrap_or(0);
         let busy = args.client_cpu.unwrap_or((cpu + 1) % cpus);
         for (flag, c) in [("--server-cpu", cpu), ("--client-cpu", busy)] {
@@ -326,7 +326,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             args.floor_secs
         );
         let cpu = args.client_cpu.unwrap_or(0);
-        let other = (cpu + 1) % num_cpus::get().max(1);
+        let other = (cpu + 1) % net::online_cpus();
         Some(floor::run(
             Duration::from_secs_f64(args.floor_secs),
             cpu,
@@ -451,7 +451,7 @@ fn machine() -> Value {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .ok();
-    json!({"nproc": num_cpus::get(), "cpu_model": model, "kernel": kernel})
+    json!({"nproc": net::online_cpus(), "cpu_model": model, "kernel": kernel})
 }
 
 /// Waits until `done` holds for every participant in `parts`, or `timeout`.

@@ -459,6 +459,14 @@ pub fn pin_to_cpu(pid: libc::pid_t, cpu: usize) -> bool {
     set_affinity(pid, cpu..cpu + 1)
 }
 
+/// CPUs the machine has online, whatever this process is pinned to (`num_cpus::get`
+/// counts only the CPUs the calling thread may run on: 1 once `--client-cpu` pinned it).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf reads a system value; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 /// Lets the calling thread (pid 0) or process `pid` run on every CPU; false when refused.
 pub fn allow_all_cpus(pid: libc::pid_t) -> bool {
     set_affinity(pid, 0..libc::CPU_SETSIZE as usize)
