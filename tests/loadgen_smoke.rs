@@ -200,6 +200,27 @@ fn smoke(extra: &[&str]) {
         assert!(count > 0.0, "{p} samples: {ctx}");
         assert!(p50 >= 0.0 && p50 <= p99, "{p} ordered: {ctx}");
     }
+    // The server's share: every sample less the generator's wait before the kernel had the
+    // frame, so never above the whole, and as many samples.
+    for q in ["count", "p50", "p99", "max"] {
+        let (whole, added) = (
+            num(t, &format!("/latency_ms/{q}")),
+            num(t, &format!("/added_latency_ms/{q}")),
+        );
+        if q == "count" {
+            assert_eq!(added, whole, "one added sample per sample: {ctx}");
+        } else {
+            assert!(
+                (0.0..=whole).contains(&added),
+                "added {q} within the whole: {ctx}"
+            );
+        }
+    }
+    let handoff = num(t, "/generator_handoff_ms/p50");
+    assert!(
+        num(t, "/generator_handoff_ms/count") > 0.0 && handoff >= 0.0,
+        "{ctx}"
+    );
     assert!(num(t, "/join_ms/p50") > 0.0, "{ctx}");
     assert!(num(t, "/server/cpu_seconds") > 0.0, "{ctx}");
     assert!(num(t, "/server/rss_after_bytes") > 0.0, "{ctx}");

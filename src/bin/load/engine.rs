@@ -26,6 +26,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use multiparty_meeting::sfu::dtls::{self, KeySlot};
 
+use crate::handoff::Handoffs;
 use crate::light::{self, Light, OfferInfo};
 use crate::media::{find_stamp, offer_rids, FrameWrite, Generator, PublishSpec};
 use crate::net::{self, MultiSocket, Waker};
@@ -114,6 +115,12 @@ pub struct Snapshot {
     /// Stamp-to-arrival delays (µs) recorded since the window started, when taken; the
     /// top bit is set for video ([`VIDEO_BIT`]).
     pub latencies_us: Vec<u32>,
+    /// The same delays less the generator's wait before the frame reached the kernel
+    /// ([`crate::handoff`]): the latency the server added (top bit: video).
+    pub added_latencies_us: Vec<u32>,
+    /// Generator waits (µs) from a frame's stamp to its hand-off to the kernel, one per
+    /// stamp written in the window.
+    pub handoff_waits_us: Vec<u32>,
     pub latency_dropped: u64,
     /// Largest stamp-to-arrival delay (µs) since the previous snapshot (recording or not).
     pub recent_max_latency_us: u64,
@@ -273,6 +280,8 @@ impl Engine {
             base,
             recording: false,
             latencies: Vec::new(),
+            added: Vec::new(),
+            handoffs: Handoffs::default(),
             latency_dropped: 0,
             recent_max_latency_us: 0,
             rx_scratch: Vec::new(),
@@ -379,6 +388,10 @@ struct State {
     base: Instant,
     recording: bool,
     latencies: Vec<u32>,
+    /// Latency samples less the generator's own wait ([`Snapshot::added_latencies_us`]).
+    added: Vec<u32>,
+    /// When publishers' frames were handed to the kernel.
+    handoffs: Handoffs,
     latency_dropped: u64,
     recent_max_latency_us: u64,
     /// A received message copied out, to be cut into datagrams (see `on_batch`).
@@ -589,6 +602,8 @@ impl State {
                     }
                 }
                 self.latencies.clear();
+                self.added.clear();
+                self.handoffs.clear_recorded();
                 self.latency_dropped = 0;
                 let _ = reply.send(());
             }
@@ -747,6 +762,8 @@ impl State {
         }
         if take_latencies {
             snap.latencies_us = std::mem::take(&mut self.latencies);
+            snap.added_latencies_us = std::mem::take(&mut self.added);
+            snap.handoff_waits_us = self.handoffs.take_recorded();
             self.recording = false;
         }
         snap.engine_cpu = net::thread_cpu();
@@ -822,6 +839,7 @@ impl State {
             }
             self.frames = frames;
             if wrote {
+                self.handoffs.written(clock);
                 self.poll(id);
             }
         }
@@ -905,6 +923,10 @@ impl State {
     }
 
     fn flush_sockets(&mut self) {
+        if self.handoffs.pending() {
+            let now = self.clock_us(Instant::now());
+            self.handoffs.flushed(now, self.recording);
+        }
         for s in &mut self.sockets {
             if s.pending() > 0 {
                 s.flush();
@@ -1104,9 +1126,12 @@ impl State {
             s.lat_max_us = s.lat_max_us.max(delay);
             s.lat_count += 1;
             if self.latencies.len() < MAX_LATENCY_SAMPLES {
-                let d = delay.min(u64::from(VIDEO_BIT - 1)) as u32;
+                let wait = self.handoffs.wait_of(stamp.sent_at_us).unwrap_or(0);
+                let added = delay.saturating_sub(u64::from(wait));
                 let bit = if kind == Kind::Video { VIDEO_BIT } else { 0 };
-                self.latencies.push(d | bit);
+                let sample = |us: u64| us.min(u64::from(VIDEO_BIT - 1)) as u32 | bit;
+                self.latencies.push(sample(delay));
+                self.added.push(sample(added));
             } else {
                 self.latency_dropped += 1;
             }

@@ -20,6 +20,7 @@ mod direct;
 mod engine;
 mod floor;
 mod gaps;
+mod handoff;
 mod janus;
 mod light;
 mod media;

@@ -137,6 +137,11 @@ pub struct TargetResult {
     pub latency_ms: Option<Percentiles>,
     pub latency_audio_ms: Option<Percentiles>,
     pub latency_video_ms: Option<Percentiles>,
+    /// The latency the server added: stamp -> arrival less the generator's wait from the
+    /// stamp to the frame's hand-off to the kernel (`handoff.rs`), per frame.
+    pub added_latency_ms: Option<Percentiles>,
+    /// That wait, one sample per stamp written (frames written together share one).
+    pub generator_handoff_ms: Option<Percentiles>,
     pub server: Option<ServerResult>,
     pub client: ClientResult,
     pub per_subscriber: Vec<SubscriberResult>,
@@ -235,6 +240,13 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
         .filter(|&&us| us & VIDEO_BIT != 0)
         .map(|&us| ms(us))
         .collect();
+    let mut added: Vec<f64> = m
+        .after
+        .added_latencies_us
+        .iter()
+        .map(|&us| ms(us))
+        .collect();
+    let mut handoff: Vec<f64> = m.after.handoff_waits_us.iter().map(|&us| ms(us)).collect();
     let server = match (m.server_idle, m.server_before, m.server_after) {
         (Some((pid, idle)), Some(b), Some(a)) => {
             let cpu = a.cpu.saturating_sub(b.cpu).as_secs_f64();
@@ -313,6 +325,8 @@ pub fn compute(m: Measured<'_>) -> TargetResult {
         latency_ms: percentiles(&mut lat),
         latency_audio_ms: percentiles(&mut lat_audio),
         latency_video_ms: percentiles(&mut lat_video),
+        added_latency_ms: percentiles(&mut added),
+        generator_handoff_ms: percentiles(&mut handoff),
         server,
         client: ClientResult {
             engine_cpu_seconds: engine_cpu,
@@ -414,6 +428,12 @@ pub fn table(results: &[TargetResult]) -> String {
                 as fn(&TargetResult) -> Option<Percentiles>,
         ),
         ("  video", |r: &TargetResult| r.latency_video_ms.clone()),
+        ("added latency ms p50/p99/p99.9", |r: &TargetResult| {
+            r.added_latency_ms.clone()
+        }),
+        ("  generator hand-off", |r: &TargetResult| {
+            r.generator_handoff_ms.clone()
+        }),
     ] {
         row(name, &|r| {
             let l = pick(r);
