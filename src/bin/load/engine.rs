@@ -1168,6 +1168,7 @@ impl State {
             .map(Mid::from);
         let st = s.streams.iter_mut().find(|st| st.ssrc == h.ssrc);
         let seq = light::extend(st.as_ref().map(|st| st.max), h.seq);
+        l.on_media(h.ssrc, seq);
         let starts_frame = st.as_ref().is_none_or(|st| st.last_time != Some(h.time));
         if let Some(st) = st {
             st.last_time = Some(h.time);
