@@ -66,8 +66,8 @@ use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId};
 use crate::model::{Direction, MediaKind, Source};
 use consumers::{CKey, Consumers};
 use net::{
-    bind_in_range, grow_buffer, spawn_tcp_acceptor, wait_readable, TcpEvent, WorkerIo,
-    SOCKET_BUFFER,
+    bind_in_range, dont_fragment, grow_buffer, spawn_tcp_acceptor, wait_readable, TcpEvent,
+    WorkerIo, SOCKET_BUFFER,
 };
 
 /// Longest the loop sleeps without looking at its command queue (commands also wake it).
@@ -170,6 +170,13 @@ pub fn spawn(
         grow_buffer(&socket, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE),
         grow_buffer(&socket, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE),
     );
+    if !dont_fragment(&socket) {
+        warn!(
+            worker = index,
+            "the media socket does not take Don't Fragment (IP_MTU_DISCOVER); the kernel may \
+             fragment media packets on paths with a small MTU"
+        );
+    }
     if rcv < SOCKET_BUFFER {
         warn!(
             worker = index,
