@@ -23,39 +23,48 @@ use crate::sfu::recv::conn::parse_stun;
 /// traffic, so join bursts and scheduling hiccups do not drop datagrams.
 pub(super) const SOCKET_BUFFER: usize = 8 << 20;
 
+/// Sets the integer socket option `level`/`name` of `socket` to `value`; false when the
+/// kernel refuses it.
+fn set_int(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is an open socket; `value` lives for the call and the length is its size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// The integer socket option `level`/`name` of `socket`; None when the kernel refuses.
+fn get_int(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes given.
+    let got = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (got == 0).then_some(value)
+}
+
 /// Asks for [`SOCKET_BUFFER`] bytes (beyond `net.core.*mem_max` when privileged); returns what
 /// the kernel granted (it reports twice the usable size).
 pub(super) fn grow_buffer(socket: &UdpSocket, opt: libc::c_int, force: libc::c_int) -> usize {
-    use std::os::fd::AsRawFd;
-    let fd = socket.as_raw_fd();
     let want = SOCKET_BUFFER as libc::c_int;
-    let set = |name: libc::c_int| {
-        // SAFETY: `fd` is an open socket; the value is a c_int of the given size.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                name,
-                &want as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
-    };
-    if set(force) != 0 {
-        set(opt);
+    if !set_int(socket, libc::SOL_SOCKET, force, want) {
+        set_int(socket, libc::SOL_SOCKET, opt, want);
     }
-    let mut got: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `got` and `len` are valid for writes of the sizes given.
-    unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            &mut got as *mut _ as *mut libc::c_void,
-            &mut len,
-        );
-    }
+    let got = get_int(socket, libc::SOL_SOCKET, opt).unwrap_or(0);
     usize::try_from(got).unwrap_or(0) / 2
 }
 
@@ -70,21 +79,9 @@ pub(super) fn grow_buffer(socket: &UdpSocket, opt: libc::c_int, force: libc::c_i
 /// hashed IP ID (`__ip_select_ident`, 0.4 % of the core at 1,200 streams); with DF set the ID
 /// of an unfragmentable datagram is simply 0 (RFC 6864).
 pub(super) fn dont_fragment(socket: &UdpSocket) -> bool {
-    use std::os::fd::AsRawFd;
-    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
-        // SAFETY: the fd is an open socket; the value is a c_int of the given size.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                &value as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
-    };
     let v4 = || {
-        set(
+        set_int(
+            socket,
             libc::IPPROTO_IP,
             libc::IP_MTU_DISCOVER,
             libc::IP_PMTUDISC_PROBE,
@@ -95,7 +92,8 @@ pub(super) fn dont_fragment(socket: &UdpSocket) -> bool {
             // A dual-stack socket sends to IPv4 peers on the IPv4 path: both, where the
             // kernel takes the IPv4 option on an IPv6 socket.
             let _ = v4();
-            set(
+            set_int(
+                socket,
                 libc::IPPROTO_IPV6,
                 libc::IPV6_MTU_DISCOVER,
                 libc::IPV6_PMTUDISC_PROBE,
@@ -383,21 +381,7 @@ mod tests {
 
     /// What the kernel holds for a socket option of `level`.
     fn option(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        let mut value: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `value` and `len` are valid for writes of the sizes given.
-        let got = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                &mut value as *mut _ as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        assert_eq!(got, 0, "getsockopt");
-        value
+        get_int(socket, level, name).expect("getsockopt")
     }
 
     #[test]
